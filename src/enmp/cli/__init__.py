@@ -1,0 +1,1 @@
+"""Command-line interface (typer): a thin layer over the Python API."""

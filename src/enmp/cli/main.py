@@ -1,0 +1,194 @@
+"""`enmp` console script. Every EnmpError becomes one line on stderr and exit code 2 (no traceback)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.console import Console
+
+from ..errors import EnmpError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Merge LoRA experts with Evolutionary Negative Module Pruning (ENMP).")
+err_console = Console(stderr=True)
+
+_TOPK_METHODS = ("ties", "dare_ties", "knots")
+
+
+def _fail(message: str, code: int = 2) -> None:
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+@app.command()
+def merge(
+    base: str = typer.Option(..., "--base", help="Base model: local HF model dir or hub id."),
+    adapter: List[str] = typer.Option(..., "--adapter", help="NAME=PATH of a PEFT LoRA adapter (repeat)."),
+    method: str = typer.Option("ta", "--method", help="ta, ties, dare, dare_ties, tsv, knots, core_space, iso_c."),
+    lam: float = typer.Option(1.0, "--lam", help="Global scale λ."),
+    top_k: Optional[float] = typer.Option(None, "--top-k", help="Percent of entries TIES keeps (default 80 for "
+                                                              "ties/dare_ties/knots, else 100)."),
+    drop_rate: Optional[float] = typer.Option(None, "--drop-rate", help="DARE drop rate p (default 0.1 for DARE)."),
+    inner: Optional[str] = typer.Option(None, "--inner", help="Inner method for knots (ties|ta) or core_space "
+                                                            "(tsv|ta|ties|iso_c)."),
+    iso: bool = typer.Option(False, "--iso", help="Flatten the spectrum of the result (Iso-C style)."),
+    seed: int = typer.Option(0, "--seed", help="Seed for DARE's drop masks."),
+    mask: Optional[Path] = typer.Option(None, "--mask", help="Keep-mask JSON (tasks, layers, keep)."),
+    out: Path = typer.Option(..., "--out", help="Output model directory."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out."),
+    save_adapter: bool = typer.Option(False, "--save-adapter", help="Also write OUT/adapter, a merged LoRA."),
+    adapter_rank: Optional[int] = typer.Option(None, "--adapter-rank", min=1, help="Rank of the merged adapter."),
+    dtype: Optional[str] = typer.Option(None, "--dtype", help="float32, float16 or bfloat16 (default: base's)."),
+    grouping: str = typer.Option("layer", "--grouping", help="Mask modules: layer or projection."),
+    layer_regex: Optional[str] = typer.Option(None, "--layer-regex", help="Regex with (?P<layer>\\d+) for "
+                                                                         "unknown module names."),
+):
+    """Merge LoRA experts into the base model and write a Hugging Face model directory."""
+    from ..adapters import parse_adapter_args
+    from ..engine.merge_api import merge_to_dir
+    from ..merging import MergeParams
+
+    if dtype not in (None, "float32", "float16", "bfloat16"):
+        _fail(f"--dtype: unknown dtype '{dtype}' — use float32, float16 or bfloat16")
+    params = MergeParams(lam=lam, top_k=top_k if top_k is not None else (80.0 if method in _TOPK_METHODS else 100.0),
+                         drop_rate=drop_rate if drop_rate is not None else (0.1 if method.startswith("dare") else 0.0),
+                         seed=seed, inner=inner, iso=iso)
+    console = Console(stderr=True)
+    summary = merge_to_dir(base, parse_adapter_args(adapter), out, method=method, params=params, mask=mask,
+                           grouping=grouping, layer_regex=layer_regex, overwrite=overwrite,
+                           save_adapter=save_adapter, adapter_rank=adapter_rank, dtype=dtype, log=console.log)
+    n = len(summary["pruned"])
+    console.print(f"wrote {out} ({method}, {len(summary['tasks'])} tasks, {n} module(s) pruned"
+                  + (", with adapter/" if save_adapter else "") + ")")
+
+
+@app.command()
+def inspect(
+    base: str = typer.Option(..., "--base", help="Base model: local dir or hub id."),
+    adapter: List[str] = typer.Option(..., "--adapter", help="NAME=PATH (repeat)."),
+    layer_regex: Optional[str] = typer.Option(None, "--layer-regex"),
+):
+    """Show tasks, layers, projections, ranks and scales of a set of adapters."""
+    from rich.table import Table
+
+    from ..adapters import BaseCheckpoint, describe, load_adapter_set, parse_adapter_args
+
+    aset = load_adapter_set(BaseCheckpoint(base), parse_adapter_args(adapter), layer_regex=layer_regex)
+    rows = describe(aset)
+    table = Table(title=f"{len(aset.tasks)} adapters on {base} — {len(aset.layers)} layers, "
+                        f"{len(aset.targets)} matrices")
+    for col in rows[0]:
+        table.add_column(str(col))
+    for row in rows:
+        table.add_row(*[", ".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v) for v in row.values()])
+    Console().print(table)
+
+
+@app.command()
+def search(
+    config: Optional[Path] = typer.Option(None, "--config", help="Run YAML (see README)."),
+    method: Optional[str] = typer.Option(None, "--method"),
+    strategy: Optional[str] = typer.Option(None, "--strategy", help="cma (ENMP), random, greedy, none, cmawm."),
+    generations: Optional[int] = typer.Option(None, "--generations"),
+    popsize: Optional[int] = typer.Option(None, "--popsize"),
+    rho: Optional[float] = typer.Option(None, "--rho"),
+    seed: Optional[int] = typer.Option(None, "--seed"),
+    out: Optional[Path] = typer.Option(None, "--out", help="Run directory (default runs/<config name>)."),
+    overwrite: bool = typer.Option(False, "--overwrite"),
+    resume: Optional[Path] = typer.Option(None, "--resume", help="Continue an interrupted run directory."),
+    workers: Optional[int] = typer.Option(None, "--workers", help="Parallel evaluators (Ray when > 1)."),
+    ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Join an existing Ray cluster."),
+    device: Optional[str] = typer.Option(None, "--device", help="auto, cpu, cuda or cuda:N."),
+    eval_dtype: Optional[str] = typer.Option(None, "--eval-dtype", help="float32, float16 or bfloat16."),
+    cache_mb: Optional[int] = typer.Option(None, "--cache-mb", help="Merge cache budget (MB)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Validate a config offline on a tiny random model."),
+):
+    """Search which modules to prune (ENMP) and write the run directory."""
+    from ..config import load_config
+
+    if resume is not None:
+        if config is not None:
+            _fail("--resume takes its config from the run directory — drop --config")
+        cfg = load_config(resume / "config.yaml") if (resume / "config.yaml").is_file() else None
+        if cfg is None:
+            _fail(f"--resume: {resume} is not a run directory (no config.yaml)")
+        run_dir = resume
+    elif config is None:
+        _fail("--config is required (or --resume RUN_DIR)")
+    else:
+        cfg = load_config(config)
+        run_dir = out or Path("runs") / config.stem
+    overrides = {"merge.method": method, "search.strategy": strategy, "search.generations": generations,
+                 "search.popsize": popsize, "search.rho": rho, "search.seed": seed, "parallel.workers": workers,
+                 "parallel.ray_address": ray_address, "eval.device": device, "eval.dtype": eval_dtype,
+                 "eval.cache_mb": cache_mb}
+    cfg = apply_overrides(cfg, {k: v for k, v in overrides.items() if v is not None}, resume is not None)
+    if dry_run:
+        from ..engine.dry_run import dry_run as do_dry_run
+
+        do_dry_run(cfg, console=Console())
+        return
+    from ..engine.run import run_search
+
+    try:
+        run_search(cfg, run_dir, resume=resume is not None, overwrite=overwrite)
+    except KeyboardInterrupt:
+        _fail(f"interrupted — state saved after the last finished generation; continue with "
+              f"`enmp search --resume {run_dir}`", code=130)
+
+
+def apply_overrides(cfg, overrides: dict, resuming: bool):
+    """Apply CLI flags on top of the YAML (validated like YAML values); a resumed run may not change them."""
+    from pydantic import ValidationError
+
+    from ..config import RunConfig, format_validation_error
+
+    if not overrides:
+        return cfg
+    if resuming:
+        _fail(f"--resume continues the saved run unchanged — drop {', '.join('--' + k.split('.')[1] for k in overrides)}")
+    data = cfg.model_dump(mode="json")
+    for dotted, value in overrides.items():
+        section, key = dotted.split(".")
+        data[section][key] = value
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as e:
+        _fail(format_validation_error(e, "command line"))
+
+
+@app.command()
+def report(run_dir: Path = typer.Argument(..., help="A run directory written by `enmp search`.")):
+    """Print a finished run's results table again."""
+    from ..report.tables import load_report, print_report
+
+    print_report(load_report(run_dir), Console())
+
+
+@app.command()
+def demo(
+    out: Path = typer.Option(Path("runs/demo"), "--out", help="Where runs go (one dir per method)."),
+    cache: Path = typer.Option(Path(".cache/enmp-demo"), "--cache", help="Data and trained experts (reused)."),
+    quick: bool = typer.Option(False, "--quick", help="A smaller search (for smoke tests)."),
+):
+    """Offline demo: build real-text tasks, train LoRA experts, merge, search, print the table."""
+    from ..demo.run import run_demo
+
+    run_demo(out, cache, quick=quick)
+
+
+def main(argv: Optional[list[str]] = None) -> None:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        app(args=argv, standalone_mode=True)
+    except EnmpError as e:
+        err_console.print(f"[bold red]error:[/] {e.line()}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

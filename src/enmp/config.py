@@ -1,0 +1,191 @@
+"""Run configuration (YAML ↔ pydantic). Unknown keys and wrong types are errors, not silently ignored.
+
+Relative paths in a config file are resolved against the file's directory, so a run directory's saved
+`config.yaml` replays the run from anywhere.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Literal, Optional
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .errors import EnmpError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataConfig(_Strict):
+    """Where a task's labelled examples come from: local files per split, or a hub/`datasets` id."""
+
+    files: Optional[dict[str, str]] = None  # split name → csv/json/jsonl/parquet file
+    hub: Optional[str] = None  # dataset id (or local dataset dir) for datasets.load_dataset
+    subset: Optional[str] = None
+    splits: dict[str, str] = Field(default_factory=lambda: {"val": "val", "test": "test"})
+    text: Optional[str] = "text"
+    text_pair: Optional[str] = None
+    image: Optional[str] = None
+    label: str = "label"
+
+    @model_validator(mode="after")
+    def _one_source(self):
+        if (self.files is None) == (self.hub is None):
+            raise ValueError("give exactly one of data.files (local files per split) or data.hub")
+        return self
+
+
+class TaskConfig(_Strict):
+    name: str = Field(min_length=1)
+    adapter: str
+    kind: Literal["classification", "clip_zero_shot", "causal_lm"] = "classification"
+    data: DataConfig
+    head: Optional[str] = None  # safetensors with weight [C, H] (+ bias); default <adapter>/head.safetensors
+    labels: Optional[list[str]] = None  # class names in head order; default from <adapter>/head.json
+    pooling: Optional[Literal["mean", "cls", "last"]] = None
+    prompt: Optional[str] = None  # causal_lm: template with {text} (and {text_pair})
+    label_words: Optional[list[str]] = None  # causal_lm: one word per class
+
+
+class MergeConfig(_Strict):
+    method: str = "ta"
+    lam: float = 1.0
+    top_k: float = Field(100.0, gt=0, le=100)
+    drop_rate: float = Field(0.0, ge=0, lt=1)
+    inner: Optional[str] = None
+    iso: bool = False
+    seed: int = Field(0, ge=0)
+
+
+class SearchConfig(_Strict):
+    strategy: str = "cma"
+    generations: int = Field(60, ge=1)
+    popsize: int = Field(16, ge=2)
+    rho: float = Field(0.2, gt=0, lt=1)
+    seed: int = Field(1, ge=0)
+    sigma0: float = Field(0.5, gt=0)
+    grouping: Literal["layer", "projection"] = "layer"
+    random_repeats: int = Field(5, ge=0)  # random-pruning baseline repeats at ENMP's sparsity
+    greedy_baseline: bool = False
+    track_test: bool = True  # score each new best on the test split too (convergence plot)
+
+
+class EvalConfig(_Strict):
+    val_samples: Optional[int] = Field(None, ge=1)
+    test_samples: Optional[int] = Field(None, ge=1)
+    batch_size: int = Field(64, ge=1)
+    max_length: int = Field(128, ge=4)
+    device: str = "auto"
+    dtype: Literal["float32", "float16", "bfloat16"] = "float32"
+    data_seed: int = 0
+    cache_mb: int = Field(1024, ge=0)
+    threads: Optional[int] = Field(None, ge=1)
+
+
+class ParallelConfig(_Strict):
+    workers: int = Field(1, ge=1)
+    ray_address: Optional[str] = None
+
+
+class OutputConfig(_Strict):
+    save_model: bool = True
+    save_adapter: bool = False
+    adapter_rank: Optional[int] = Field(None, ge=1)
+    dtype: Optional[Literal["float32", "float16", "bfloat16"]] = None
+
+
+class RunConfig(_Strict):
+    base: str
+    trust_remote_code: bool = False
+    layer_regex: Optional[str] = None
+    tasks: list[TaskConfig] = Field(min_length=1)
+    merge: MergeConfig = Field(default_factory=MergeConfig)
+    search: SearchConfig = Field(default_factory=SearchConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+    parallel: ParallelConfig = Field(default_factory=ParallelConfig)
+    output: OutputConfig = Field(default_factory=OutputConfig)
+
+    @field_validator("tasks")
+    @classmethod
+    def _unique_names(cls, tasks):
+        names = [t.name for t in tasks]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"duplicate task names: {', '.join(dup)}")
+        return tasks
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+
+
+def _resolve(value: Optional[str], root: Path) -> Optional[str]:
+    """Make a relative local path absolute against the config's directory; hub ids stay as they are."""
+    if value is None:
+        return None
+    p = Path(value).expanduser()
+    if p.is_absolute():
+        return str(p)
+    candidate = root / p
+    if candidate.exists() or not _HUB_ID.match(value):
+        return str(candidate.resolve())
+    return value  # "org/name" (or "name") that does not exist locally: a hub id
+
+
+def _resolve_local(value: Optional[str], root: Path) -> Optional[str]:
+    if value is None:
+        return None
+    p = Path(value).expanduser()
+    return str(p if p.is_absolute() else (root / p).resolve())
+
+
+def resolve_paths(cfg: RunConfig, root: Path) -> RunConfig:
+    cfg = cfg.model_copy(deep=True)
+    cfg.base = _resolve(cfg.base, root)
+    for t in cfg.tasks:
+        t.adapter = _resolve(t.adapter, root)
+        t.head = _resolve_local(t.head, root)
+        if t.data.files:
+            t.data.files = {k: _resolve_local(v, root) for k, v in t.data.files.items()}
+        if t.data.hub and (root / t.data.hub).exists():
+            t.data.hub = str((root / t.data.hub).resolve())
+    return cfg
+
+
+def format_validation_error(err: ValidationError, where: str) -> str:
+    first = err.errors()[0]
+    loc = ".".join(str(x) for x in first["loc"]) or "(top level)"
+    msg = first["msg"]
+    if first["type"] == "extra_forbidden":
+        msg = "unknown key"
+    more = f" (+{len(err.errors()) - 1} more)" if len(err.errors()) > 1 else ""
+    return f"{where}: {loc}: {msg}{more}"
+
+
+def parse_config(data, *, where: str, root: Path) -> RunConfig:
+    if not isinstance(data, dict):
+        raise EnmpError("config must be a YAML mapping", where=where, fix="see the README's config example")
+    try:
+        cfg = RunConfig.model_validate(data)
+    except ValidationError as e:
+        raise EnmpError(format_validation_error(e, where), fix="fix that field (see the README's config example)") from None
+    return resolve_paths(cfg, root)
+
+
+def load_config(path: str | Path) -> RunConfig:
+    path = Path(path)
+    if not path.is_file():
+        raise EnmpError(f"config file {path} not found", where="--config")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        at = f" at line {mark.line + 1}" if mark else ""
+        raise EnmpError(f"config is not valid YAML{at}", where=str(path)) from None
+    return parse_config(data, where=str(path), root=path.resolve().parent)

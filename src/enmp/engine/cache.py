@@ -1,0 +1,49 @@
+"""LRU cache of merged ΔW per (matrix, kept set, method, hyperparameters) under a memory budget."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Callable, Hashable
+
+import torch
+
+
+class MergeCache:
+    """Keeps the most recently used merged updates within `budget_mb` (0 disables caching).
+
+    SVD-based merges of a kept set are expensive and candidates in a CMA-ES population share most
+    layers' kept sets, so a hit turns a merge into a dictionary lookup.
+    """
+
+    def __init__(self, budget_mb: float = 1024):
+        self.budget = int(budget_mb * 2**20)
+        self._items: OrderedDict[Hashable, torch.Tensor] = OrderedDict()
+        self.bytes = 0
+        self.hits = self.misses = 0
+
+    def get_or_compute(self, key: Hashable, compute: Callable[[], torch.Tensor]) -> torch.Tensor:
+        item = self._items.get(key)
+        if item is not None:
+            self._items.move_to_end(key)
+            self.hits += 1
+            return item
+        self.misses += 1
+        value = compute()
+        size = value.numel() * value.element_size()
+        if size <= self.budget:
+            self._items[key] = value
+            self.bytes += size
+            while self.bytes > self.budget:
+                _, old = self._items.popitem(last=False)
+                self.bytes -= old.numel() * old.element_size()
+        return value
+
+    def clear(self) -> None:
+        self._items.clear()
+        self.bytes = 0
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def stats(self) -> dict:
+        return {"entries": len(self), "mb": self.bytes / 2**20, "hits": self.hits, "misses": self.misses}

@@ -1,0 +1,9 @@
+"""Evaluation: task kinds, data loading, heads and metrics (no knowledge of merging or search)."""
+
+from .data import Examples, load_examples
+from .heads import Head, load_head
+from .metrics import fitness, normalized, summary
+from .tasks import (CausalLMTask, ClassificationTask, ClipZeroShotTask, PreparedSplit, TaskKind, accuracy)
+
+__all__ = ["Examples", "load_examples", "Head", "load_head", "fitness", "normalized", "summary",
+           "CausalLMTask", "ClassificationTask", "ClipZeroShotTask", "PreparedSplit", "TaskKind", "accuracy"]

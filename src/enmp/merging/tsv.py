@@ -1,0 +1,39 @@
+"""TSV (task singular vectors): keep each task's top singular triplets, decorrelate them, recombine."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+
+from .base import MergeParams, TaskDelta, register
+from .linalg import deltas_tolerance, lowrank_svd, nearest_orthogonal
+
+
+def components_per_task(shape: tuple[int, int], n_tasks: int) -> int:
+    """k = ⌊min(d_out, d_in)/K⌋ so the concatenated bases fit the matrix; at least 1 so a tiny matrix
+    with many tasks still merges to something rather than silently to zero."""
+    return max(1, min(shape) // n_tasks)
+
+
+@register("tsv", description="Task Singular Vectors: per-task top-k SVD, orthogonalised bases, times λ",
+          uses=("lam",))
+def tsv(deltas: Sequence[TaskDelta], params: MergeParams) -> torch.Tensor:
+    """ΔW = λ U⊥ Σ V⊥ᵀ, with U⊥, V⊥ the nearest orthogonal matrices to the concatenated task bases.
+
+    Each task keeps min(k, its rank) components, so ranks may differ between tasks.
+    """
+    shape = deltas[0].shape
+    k = components_per_task(shape, len(deltas))
+    Us, Ss, Vhs = [], [], []
+    for d in deltas:
+        U, S, Vh = lowrank_svd(d.B.to(torch.float64) * d.scale, d.A, deltas_tolerance(shape, [d]))
+        Us.append(U[:, :k])
+        Ss.append(S[:k])
+        Vhs.append(Vh[:k])
+    S = torch.cat(Ss)
+    if S.numel() == 0:
+        return torch.zeros(shape, dtype=torch.float32)
+    U_orth = nearest_orthogonal(torch.cat(Us, dim=1))
+    Vh_orth = nearest_orthogonal(torch.cat(Vhs, dim=0))
+    return (params.lam * ((U_orth * S) @ Vh_orth)).to(torch.float32)

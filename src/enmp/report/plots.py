@@ -1,0 +1,66 @@
+"""PNG plots: search convergence and the task × layer map of pruned modules."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+
+from ..io import atomic_write_bytes
+
+
+def _save(fig, path: Path) -> None:
+    import io
+
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def _figure(size):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt.subplots(figsize=size)
+
+
+def plot_convergence(history: Sequence[dict], base_val: float, base_test: Optional[float], path: Path) -> None:
+    """Best-so-far validation fitness per generation and that candidate's test score; base merge as lines."""
+    fig, ax = _figure((7, 4))
+    gens = [h["generation"] for h in history]
+    ax.plot(gens, [h["best_fitness"] for h in history], marker="o", ms=3, label="best validation fitness")
+    test = [h.get("best_test_fitness") for h in history]
+    if any(v is not None for v in test):
+        ax.plot(gens, [np.nan if v is None else v for v in test], marker="s", ms=3,
+                label="its test score (held out)")
+    ax.axhline(base_val, color="gray", ls="--", lw=1, label="base merge (val)")
+    if base_test is not None:
+        ax.axhline(base_test, color="gray", ls=":", lw=1, label="base merge (test)")
+    ax.set_xlabel("generation")
+    ax.set_ylabel("mean normalized accuracy (%)")
+    ax.set_title("ENMP search convergence")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    _save(fig, path)
+
+
+def plot_mask(tasks: Sequence[str], layers: Sequence, keep: np.ndarray, path: Path) -> None:
+    """Heat map of pruned modules (dark = pruned)."""
+    keep = np.asarray(keep, dtype=bool)
+    width = max(5.0, 0.45 * len(layers) + 2.5)
+    fig, ax = _figure((width, max(2.5, 0.4 * len(tasks) + 1.5)))
+    ax.imshow(~keep, cmap="Reds", vmin=0, vmax=1.4, aspect="auto")
+    ax.set_xticks(range(len(layers)), [str(l) for l in layers], rotation=90 if len(layers) > 16 else 0,
+                  fontsize=7 if len(layers) > 16 else 9)
+    ax.set_yticks(range(len(tasks)), list(tasks))
+    ax.set_xlabel("layer")
+    ax.set_title(f"pruned modules ({int((~keep).sum())} of {keep.size})")
+    for t, l in zip(*np.nonzero(~keep)):
+        ax.text(l, t, "×", ha="center", va="center", color="black", fontsize=9)
+    _save(fig, path)

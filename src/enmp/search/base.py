@@ -1,0 +1,192 @@
+"""Search strategies over task × group keep-masks: the ask/tell contract, best-ever tracking, resume, registry.
+
+A strategy knows nothing of models. It proposes keep-masks (bool, shape (T, G), True = keep) and is told
+their fitness (higher is better). The runner drives it::
+
+    while not s.done:
+        cands = s.ask()
+        s.tell(cands, evaluate(cands))
+
+Fitness values may come from the runner's cache, so a strategy must never assume fresh evaluations.
+A non-finite fitness (NaN, ±inf) marks a failed candidate: it counts as the worst and never becomes best.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import pickle
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, ClassVar, Sequence
+
+import numpy as np
+
+from ..errors import EnmpError
+from ..masking import prune_budget
+
+_STATE_FORMAT = "enmp.search.state/1"
+
+
+@dataclass(eq=False)
+class Candidate:
+    """One proposed mask; ``z`` is the latent it was decoded from (None for latent-free strategies)."""
+
+    mask: np.ndarray  # bool (T, G), True = keep
+    z: np.ndarray | None = None
+    tag: str = ""  # "full", "probe", "final" or "" for ordinary population members
+
+    def copy(self) -> "Candidate":
+        return Candidate(self.mask.copy(), None if self.z is None else self.z.copy(), self.tag)
+
+
+def check_int(value: Any, name: str, low: int, where: str | None = None) -> int:
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < low:
+        raise EnmpError(f"{name} must be an integer ≥ {low}, got {value!r}", where=where or f"--{name}")
+    return int(value)
+
+
+class Strategy(ABC):
+    """Base class: validation, pending-candidate bookkeeping, best-ever tracking and pickled state.
+
+    Subclasses implement ``_ask`` (new candidates for this generation) and ``_tell`` (update from fitness
+    with failures already mapped to -inf), and may override ``n_generations`` and ``OPTIONS``.
+    ``seed`` may be any integer ≥ 0: every strategy seeds its own generator from it (never the clock and
+    never numpy's global state), so 0 is as reproducible as any other seed.
+    """
+
+    name: ClassVar[str] = ""
+    OPTIONS: ClassVar[frozenset[str]] = frozenset()  # extra keyword options this strategy accepts
+
+    def __init__(self, shape: tuple[int, int], *, rho: float = 0.2, seed: int = 1, popsize: int = 16,
+                 generations: int = 60, **options: Any):
+        if (not isinstance(shape, (tuple, list)) or len(shape) != 2
+                or any(not isinstance(n, numbers.Integral) or isinstance(n, bool) or n < 1 for n in shape)):
+            raise EnmpError(f"mask shape must be (tasks ≥ 1, groups ≥ 1), got {shape!r}", where="search")
+        if (not isinstance(rho, numbers.Real) or isinstance(rho, bool) or not math.isfinite(rho)
+                or not 0.0 < rho < 1.0):
+            raise EnmpError(f"ρ must be a fraction in (0, 1), got {rho!r}", where="--rho")
+        unknown = sorted(set(options) - self.OPTIONS)
+        if unknown:
+            raise EnmpError(f"search '{self.name}' has no option(s) {', '.join(unknown)}", where="search",
+                            fix=f"accepted: {', '.join(sorted(self.OPTIONS)) or 'none'}")
+        self.shape = (int(shape[0]), int(shape[1]))
+        self.rho = float(rho)
+        self.seed = check_int(seed, "seed", 0)
+        self.popsize = check_int(popsize, "popsize", 2)
+        self.generations = check_int(generations, "generations", 1)
+        self.generation = 0
+        self.best: Candidate | None = None
+        self.best_fitness = -math.inf
+        self._pending: list[Candidate] | None = None
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def n_modules(self) -> int:
+        return self.shape[0] * self.shape[1]
+
+    @property
+    def budget(self) -> int:
+        """At most this many modules are pruned by a decoded mask: k = ⌊ρ·T·G⌋."""
+        return prune_budget(self.rho, self.n_modules)
+
+    @property
+    def n_generations(self) -> int:
+        """Total generations this strategy will run (for progress displays)."""
+        return self.generations
+
+    @property
+    def done(self) -> bool:
+        return self.generation >= self.n_generations
+
+    def _require_budget(self) -> None:
+        """Searches that prune by the ρ budget are pointless when it allows no module at all."""
+        if self.budget < 1:
+            raise EnmpError(f"ρ = {self.rho} allows no pruned module among {self.n_modules} "
+                            f"(⌊ρ·T·G⌋ = 0)", where="--rho",
+                            fix=f"use ρ ≥ {1 / self.n_modules:.3g} or the 'none' search")
+
+    def _full(self) -> np.ndarray:
+        return np.ones(self.shape, dtype=bool)
+
+    # ------------------------------------------------------------------ ask / tell
+    def ask(self) -> list[Candidate]:
+        """This generation's candidates. Asking again before ``tell`` returns the same candidates."""
+        if self.done:
+            raise RuntimeError(f"search '{self.name}' is done after {self.generation} generations")
+        if self._pending is None:
+            self._pending = self._ask()
+        return [c.copy() for c in self._pending]
+
+    def tell(self, cands: Sequence[Candidate], fitnesses: Sequence[float]) -> None:
+        """Report fitness (higher is better) for the candidates of the last ``ask``, in the same order."""
+        pending = self._pending
+        if pending is None:
+            raise RuntimeError("tell() without a pending ask()")
+        if len(cands) != len(pending) or len(fitnesses) != len(pending):
+            raise ValueError(f"expected {len(pending)} candidates and fitnesses, got {len(cands)} and "
+                             f"{len(fitnesses)}")
+        if any(not np.array_equal(c.mask, p.mask) for c, p in zip(cands, pending)):
+            raise ValueError("tell() got candidates that differ from the last ask() (order matters)")
+        fits = np.array([float(f) for f in fitnesses], dtype=float)
+        fits[~np.isfinite(fits)] = -math.inf
+        for cand, fit in zip(pending, fits):
+            if fit > self.best_fitness:  # strict: ties keep the earlier candidate; failures never win
+                self.best, self.best_fitness = cand.copy(), float(fit)
+        self._tell(pending, fits)
+        self._pending = None
+        self.generation += 1
+
+    @abstractmethod
+    def _ask(self) -> list[Candidate]: ...
+
+    @abstractmethod
+    def _tell(self, cands: list[Candidate], fits: np.ndarray) -> None: ...
+
+    # ------------------------------------------------------------------ resume
+    def state_dict(self) -> bytes:
+        """The whole strategy, pickled: restoring it continues bit-identically (pending ask included).
+
+        Only load states you wrote yourself: unpickling runs code.
+        """
+        return pickle.dumps({"format": _STATE_FORMAT, "strategy": self}, protocol=pickle.HIGHEST_PROTOCOL)
+
+    @classmethod
+    def from_state(cls, data: bytes) -> "Strategy":
+        try:
+            payload = pickle.loads(data)
+        except Exception as e:  # any unpickling failure means "not our state"
+            raise EnmpError(f"cannot read the saved search state ({type(e).__name__})", where="resume",
+                            fix="delete the state file to start the search afresh") from None
+        if not isinstance(payload, dict) or payload.get("format") != _STATE_FORMAT:
+            raise EnmpError("the saved search state is not an enmp search state", where="resume",
+                            fix="delete the state file to start the search afresh")
+        strategy = payload["strategy"]
+        if not isinstance(strategy, cls):
+            raise EnmpError(f"the saved search state is a '{strategy.name}' search, not '{cls.name}'",
+                            where="resume", fix="resume with the same --search or start afresh")
+        return strategy
+
+
+# ---------------------------------------------------------------------- registry
+_REGISTRY: dict[str, type[Strategy]] = {}
+
+
+def register(name: str):
+    def deco(cls: type[Strategy]) -> type[Strategy]:
+        cls.name = name
+        _REGISTRY[name] = cls
+        return cls
+
+    return deco
+
+
+def available_strategies() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def get_strategy(name: str) -> type[Strategy]:
+    if name not in _REGISTRY:
+        raise EnmpError(f"unknown search strategy '{name}'", where="--search",
+                        fix=f"choose one of: {', '.join(available_strategies())}")
+    return _REGISTRY[name]
