@@ -279,7 +279,8 @@ def test_dare_mask_does_not_depend_on_other_kept_tasks():
     alone = merge("dare", [d1], p, shape)
     assert_close(merge("dare", [d1, d2], p, shape) - merge("dare", [d2], p, shape), alone.double())
     assert_close(merge("dare", [d1, d3], p, shape) - merge("dare", [d3], p, shape), alone.double())
-    assert not torch.equal(merge("dare", [d1, d2], p, shape), merge("dare", [d1, d2], p.replace(seed=6), shape))
+    reseeded = merge("dare", [d1, d2], p.replace(seed=6), shape)
+    assert not torch.equal(merge("dare", [d1, d2], p, shape), reseeded)
 
 
 def test_dare_without_drop_equals_ta_and_ties():
@@ -315,6 +316,13 @@ def test_unknown_method_raises():
                  lambda: validate_params("nope", MergeParams())):
         with pytest.raises(EnmpError, match="unknown merge method"):
             call()
+
+
+@pytest.mark.parametrize("method,inner", [("knots", "tsv"), ("core_space", "knots")])
+def test_merge_rejects_unsupported_inner_even_without_validation(method, inner):
+    deltas = make_deltas((6, 5), (2, 3))
+    with pytest.raises(EnmpError, match="inner"):
+        merge(method, deltas, MergeParams(inner=inner), (6, 5))
 
 
 @pytest.mark.parametrize("method", ["ta", "tsv", "knots", "iso_c"])

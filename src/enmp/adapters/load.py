@@ -101,7 +101,7 @@ def _checked(t: torch.Tensor, key: str, file: Path) -> torch.Tensor:
 
 def load_adapter(name: str, path_or_id: str, *, revision: str | None = None) -> LoraAdapter:
     """Load one PEFT LoRA adapter; factors are keyed by module path with ``base_model.model.`` stripped."""
-    directory = resolve_dir(path_or_id, what=f"adapter '{name}'", revision=revision)
+    directory = resolve_dir(path_or_id, what=f"{name} adapter", revision=revision)
     config = _read_config(directory / "adapter_config.json", name)
     file = directory / "adapter_model.safetensors"
     if not file.is_file():

@@ -10,8 +10,6 @@ import numpy as np
 from ..errors import NumericalError
 from ..evaluation import accuracy, fitness
 from ..merging import MergeParams
-from .cache import MergeCache
-from .patch import LivePatcher
 from .workspace import Workspace
 
 
@@ -36,8 +34,8 @@ class Evaluator:
 
     def __init__(self, ws: Workspace, method: str, params: MergeParams, cache_mb: float = 1024):
         self.ws, self.method, self.params = ws, method, params
-        self.cache = MergeCache(cache_mb)
-        self.patcher = LivePatcher(ws.model, ws.adapters, ws.groups, ws.cfg.search.grouping, self.cache)
+        self.patcher = ws.patcher(cache_mb)
+        self.cache = self.patcher.cache
         self.expert: dict[str, dict[str, float]] = {}
         self._results: dict[tuple[str, bytes], CandidateResult] = {}
         self.forward_evaluations = 0  # candidates that really ran the model (cache misses)

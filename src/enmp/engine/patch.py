@@ -40,7 +40,8 @@ def find_parameter(model: torch.nn.Module, weight_name: str) -> torch.nn.Paramet
 class LivePatcher:
     def __init__(self, model: torch.nn.Module, adapters: AdapterSet, groups: Sequence, grouping: str,
                  cache: Optional[MergeCache] = None):
-        self.model, self.adapters, self.cache = model, adapters, cache or MergeCache(0)
+        self.model, self.adapters = model, adapters
+        self.cache = cache if cache is not None else MergeCache(0)  # an empty cache is falsy
         self.targets: list[TargetMatrix] = list(adapters.targets)
         labels = [str(g) for g in groups]
         self.group_index = [labels.index(str(group_label(t.layer, t.projection, grouping))) for t in self.targets]

@@ -16,6 +16,8 @@ from ..errors import EnmpError
 from ..evaluation import (CausalLMTask, ClassificationTask, ClipZeroShotTask, PreparedSplit, TaskKind,
                           load_examples, load_head)
 from ..masking import group_labels
+from .cache import MergeCache
+from .patch import LivePatcher
 
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
@@ -30,6 +32,14 @@ def pick_device(name: str) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise EnmpError("CUDA is not available on this machine", where="--device", fix="use --device cpu")
     return device
+
+
+def quiet_transformers() -> None:
+    """Our own progress bars and log lines replace transformers' per-load reports."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
 
 
 def _model_class(kinds: set[str]):
@@ -104,14 +114,24 @@ class Workspace:
     splits: dict[str, list[PreparedSplit]] = field(default_factory=dict)
     device: torch.device = torch.device("cpu")
 
+    _patcher: Optional[LivePatcher] = None
+
     @property
     def task_names(self) -> list[str]:
         return [t.name for t in self.tasks]
+
+    def patcher(self, cache_mb: float) -> LivePatcher:
+        """The one patcher of this live model: it alone knows what the weights hold and their base values."""
+        if self._patcher is None:
+            self._patcher = LivePatcher(self.model, self.adapters, self.groups, self.cfg.search.grouping,
+                                        MergeCache(cache_mb))
+        return self._patcher
 
 
 def build_workspace(cfg: RunConfig, *, splits=("val", "test"),
                     log: Optional[Callable[[str], None]] = None) -> Workspace:
     log = log or (lambda _msg: None)
+    quiet_transformers()
     if cfg.eval.threads:
         torch.set_num_threads(cfg.eval.threads)
     device = pick_device(cfg.eval.device)

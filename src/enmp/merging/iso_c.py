@@ -14,7 +14,7 @@ from .ta import stacked_factors
 def _isotropic(U: torch.Tensor, S: torch.Tensor, Vh: torch.Tensor) -> torch.Tensor:
     """σ̄ U Vᵀ over the non-zero spectrum only: a low-rank update must not gain new directions."""
     if S.numel() == 0:
-        return torch.zeros(U.shape[0], Vh.shape[1], dtype=torch.float64)
+        return torch.zeros(U.shape[0], Vh.shape[1], dtype=torch.float64, device=U.device)
     return S.mean() * (U @ Vh)
 
 
@@ -26,8 +26,8 @@ def flatten_spectrum(delta: torch.Tensor) -> torch.Tensor:
     return _isotropic(*thin_svd(delta)).to(torch.float32)
 
 
-@register("iso_c", description="Iso-C: sum of the updates with all non-zero singular values set to their mean",
-          uses=("lam",))
+@register("iso_c", uses=("lam",),
+          description="Iso-C: sum of the updates with all non-zero singular values set to their mean")
 def iso_c(deltas: Sequence[TaskDelta], params: MergeParams) -> torch.Tensor:
     """Decomposes Σ_t ΔW_t from the stacked factors, never the dense sum."""
     B, A = stacked_factors(deltas, torch.float64)

@@ -6,19 +6,24 @@ from typing import Sequence
 
 import torch
 
+from ..errors import EnmpError
 from .base import MergeParams, TaskDelta, register
 from .linalg import checked_svd, deltas_tolerance, drop_zero_spectrum
 from .sparsify import ties_merge
 
+SplitSvd = tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]
 
-def concatenation_svd(deltas: Sequence[TaskDelta]) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
-    """[ΔW_1 … ΔW_K] = U S [V_1ᵀ … V_Kᵀ] from the factors, without forming the d_out × K·d_in matrix.
+
+def concatenation_svd(deltas: Sequence[TaskDelta]) -> SplitSvd:
+    """[ΔW_1 … ΔW_K] = U S [V_1ᵀ … V_Kᵀ] from the factors, never forming d_out × K·d_in.
 
     The concatenation is [s_1 B_1 … s_K B_K] · blockdiag(A_1 … A_K). With [s B] = Q_b R_b and
-    A_tᵀ = Q_t R_t it becomes Q_b · (R_b blockdiag(R_tᵀ)) · blockdiag(Q_tᵀ): only the small middle core
-    is decomposed. Returns U (d_out × n), S (n) and each task's V_tᵀ block (n × d_in), n = numeric rank.
+    A_tᵀ = Q_t R_t it becomes Q_b · (R_b blockdiag(R_tᵀ)) · blockdiag(Q_tᵀ): only the small middle
+    core is decomposed. Returns U (d_out × n), S (n) and each task's V_tᵀ block (n × d_in), with n the
+    numeric rank.
     """
-    Qb, Rb = torch.linalg.qr(torch.cat([d.B.to(torch.float64) * d.scale for d in deltas], dim=1))
+    scaled_B = torch.cat([d.B.to(torch.float64) * d.scale for d in deltas], dim=1)
+    Qb, Rb = torch.linalg.qr(scaled_B)
     Qs, Rs = zip(*(torch.linalg.qr(d.A.to(torch.float64).T) for d in deltas))
     Uc, S, Vhc = checked_svd(Rb @ torch.block_diag(*(R.T for R in Rs)))
     d_out, d_in = deltas[0].shape
@@ -28,13 +33,14 @@ def concatenation_svd(deltas: Sequence[TaskDelta]) -> tuple[torch.Tensor, torch.
     return U, S, [block @ Q.T for block, Q in zip(blocks, Qs)]
 
 
-@register("knots", description="KnOTS: merge the V blocks of the joint SVD with TIES (default) or TA, times λ",
+@register("knots", description="KnOTS: merge the V blocks of the joint SVD with TIES (default) or TA",
           uses=("lam", "top_k", "inner"), inner_choices=("ties", "ta"), default_inner="ties")
 def knots(deltas: Sequence[TaskDelta], params: MergeParams) -> torch.Tensor:
     """ΔW = λ U S V_mergedᵀ. TIES trims each task's V_tᵀ block separately (per tensor, as in TIES)."""
+    inner = params.inner or "ties"
+    if inner not in ("ties", "ta"):
+        raise EnmpError(f"unknown inner method '{inner}' for knots", where="--inner",
+                        fix="choose one of: ties, ta")
     U, S, Vts = concatenation_svd(deltas)
-    if (params.inner or "ties") == "ties":
-        V_merged = ties_merge(Vts, params.top_k)
-    else:
-        V_merged = torch.stack(Vts).sum(0)
+    V_merged = ties_merge(Vts, params.top_k) if inner == "ties" else torch.stack(Vts).sum(0)
     return (params.lam * ((U * S) @ V_merged)).to(torch.float32)

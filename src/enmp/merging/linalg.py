@@ -72,6 +72,6 @@ def lowrank_svd(B: torch.Tensor, A: torch.Tensor, rtol: float | None = None) -> 
 
 
 def nearest_orthogonal(M: torch.Tensor) -> torch.Tensor:
-    """Closest matrix with orthonormal columns (or rows, if wide) in Frobenius norm: M = P S Qᵀ → P Qᵀ."""
+    """Closest matrix with orthonormal columns (rows, if wide) in Frobenius norm: M = P S Qᵀ → P Qᵀ."""
     P, _, Qh = checked_svd(M.to(torch.float64))
     return P @ Qh

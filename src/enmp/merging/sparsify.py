@@ -57,10 +57,11 @@ def dare_drop(x: torch.Tensor, p: float, seed: int, key: str) -> torch.Tensor:
     """Drop each entry with probability p and rescale survivors by 1/(1−p).
 
     The mask comes from a generator seeded by (run seed, key) alone, so a task's mask is the same in
-    every candidate merge whatever else is kept, and fitness stays deterministic.
+    every candidate merge whatever else is kept, and fitness stays deterministic. The mask is drawn on
+    the CPU, so it is also the same whichever device x lives on.
     """
     if p == 0:
         return x
     generator = torch.Generator().manual_seed(stable_seed(seed, key))
-    survives = torch.rand(x.shape, generator=generator) >= p
+    survives = (torch.rand(x.shape, generator=generator) >= p).to(x.device)
     return x * survives / (1.0 - p)

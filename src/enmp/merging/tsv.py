@@ -16,10 +16,10 @@ def components_per_task(shape: tuple[int, int], n_tasks: int) -> int:
     return max(1, min(shape) // n_tasks)
 
 
-@register("tsv", description="Task Singular Vectors: per-task top-k SVD, orthogonalised bases, times λ",
+@register("tsv", description="Task Singular Vectors: per-task top-k SVD, orthogonalised bases",
           uses=("lam",))
 def tsv(deltas: Sequence[TaskDelta], params: MergeParams) -> torch.Tensor:
-    """ΔW = λ U⊥ Σ V⊥ᵀ, with U⊥, V⊥ the nearest orthogonal matrices to the concatenated task bases.
+    """ΔW = λ U⊥ Σ V⊥ᵀ, U⊥ and V⊥ being the nearest orthogonal matrices to the stacked bases.
 
     Each task keeps min(k, its rank) components, so ranks may differ between tasks.
     """
@@ -27,13 +27,14 @@ def tsv(deltas: Sequence[TaskDelta], params: MergeParams) -> torch.Tensor:
     k = components_per_task(shape, len(deltas))
     Us, Ss, Vhs = [], [], []
     for d in deltas:
-        U, S, Vh = lowrank_svd(d.B.to(torch.float64) * d.scale, d.A, deltas_tolerance(shape, [d]))
+        rtol = deltas_tolerance(shape, [d])
+        U, S, Vh = lowrank_svd(d.B.to(torch.float64) * d.scale, d.A, rtol)
         Us.append(U[:, :k])
         Ss.append(S[:k])
         Vhs.append(Vh[:k])
     S = torch.cat(Ss)
     if S.numel() == 0:
-        return torch.zeros(shape, dtype=torch.float32)
+        return torch.zeros(shape, dtype=torch.float32, device=deltas[0].B.device)
     U_orth = nearest_orthogonal(torch.cat(Us, dim=1))
     Vh_orth = nearest_orthogonal(torch.cat(Vhs, dim=0))
     return (params.lam * ((U_orth * S) @ Vh_orth)).to(torch.float32)

@@ -30,7 +30,11 @@ _STATE_FORMAT = "enmp.search.state/1"
 
 @dataclass(eq=False)
 class Candidate:
-    """One proposed mask; ``z`` is the latent it was decoded from (None for latent-free strategies)."""
+    """One proposed mask and the optimiser's sample behind it.
+
+    ``z`` is what the optimiser learns from: for ``cma`` the latent that ``masking.decode`` turned into
+    ``mask``; for ``cmawm`` its raw margin sample; None for strategies without a latent.
+    """
 
     mask: np.ndarray  # bool (T, G), True = keep
     z: np.ndarray | None = None
