@@ -148,7 +148,7 @@ def train_expert(base_dir: str | Path, task_dir: str | Path, out_dir: str | Path
     and returns its metrics (val/test accuracy, seconds). Same seed → same data order and init."""
     from peft import LoraConfig, get_peft_model
 
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     set_threads()
     torch.manual_seed(seed)
     task_dir, out_dir = Path(task_dir), Path(out_dir)
@@ -175,12 +175,13 @@ def train_expert(base_dir: str | Path, task_dir: str | Path, out_dir: str | Path
             loss.backward()
             opt.step()
             sched.step()
-            last = float(loss)
+            last = loss.detach().item()
     t_train = time.perf_counter() - t0
     metrics = {"task": task_dir.name, "val_acc": accuracy(model, head, val),
                "test_acc": accuracy(model, head, test), "final_loss": last, "n_train": len(train),
                "epochs": epochs, "lr": lr, "batch_size": batch_size, "max_len": max_len, "r": r,
-               "alpha": alpha, "seed": seed, "train_s": round(t_train, 2)}
+               "alpha": alpha, "seed": seed, "train_s": round(t_train, 2),
+               "train_cpu_s": round(time.process_time() - c0, 2)}
     with atomic_dir(out_dir, overwrite=True) as tmp:
         model.save_pretrained(str(tmp), safe_serialization=True)
         save_head(tmp, head, labels, pair, task_dir.name)

@@ -1,0 +1,167 @@
+"""`enmp search` end to end on tiny models: every output file, replay, report, resume after kill -9."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from safetensors.torch import load_file
+
+from enmp.cli.main import main
+from enmp.config import load_config
+from enmp.engine.evaluator import Evaluator
+from enmp.engine.run import run_search
+from enmp.engine.workspace import build_workspace
+from enmp.merging import MergeParams
+from tiny_runs import make_run
+
+RUN_FILES = ["config.yaml", "mask.json", "history.jsonl", "report.json", "expert.json", "evaluations.jsonl",
+             "plots/convergence.png", "plots/mask.png", "model/config.json", "model/model.safetensors",
+             "adapter/adapter_config.json", "adapter/adapter_model.safetensors", "state/journal.json"]
+
+
+def _cli(args, capsys=None):
+    try:
+        main(args)
+    except SystemExit as e:
+        return e.code
+    return 0
+
+
+def _check_run_dir(run: Path, n_tasks: int, generations: int):
+    for f in RUN_FILES:
+        assert (run / f).is_file(), f
+    report = json.loads((run / "report.json").read_text())
+    assert set(report) >= {"tasks", "method", "strategy", "pruned", "evaluations", "seconds", "expert",
+                           "base", "enmp", "random"}
+    for block in ("base", "enmp", "random"):
+        for split in ("val", "test"):
+            s = report[block][split]
+            assert set(s["raw"]) == set(report["tasks"]) and len(s["normalized"]) == n_tasks
+            assert np.isfinite(s["mean_normalized"])
+    assert "std" in report["random"]["test"]
+    assert report["enmp"]["val"]["mean_normalized"] >= report["base"]["val"]["mean_normalized"]
+    history = [json.loads(l) for l in (run / "history.jsonl").read_text().splitlines()]
+    assert [h["generation"] for h in history] == list(range(1, generations + 1))
+    assert all(b >= a for a, b in zip([h["best_fitness"] for h in history], [h["best_fitness"] for h in history][1:]))
+    mask = json.loads((run / "mask.json").read_text())
+    assert len(mask["keep"]) == n_tasks and [[t, l] for t, l in report["pruned"]] == [
+        [mask["tasks"][i], mask["layers"][j]] for i, row in enumerate(mask["keep"]) for j, v in enumerate(row) if not v]
+    assert (run / "plots/convergence.png").read_bytes()[:4] == b"\x89PNG"
+    return report
+
+
+@pytest.mark.parametrize("family", ["bert", "llama", "clip"])
+def test_search_end_to_end_each_family(tmp_path, family, capsys):
+    cfg_path = make_run(tmp_path, family, n_tasks=3, n_val=12, n_test=12)
+    run = tmp_path / "run"
+    assert _cli(["search", "--config", str(cfg_path), "--out", str(run), "--generations", "2"]) == 0
+    report = _check_run_dir(run, 3, 2)
+    assert report["method"] == "ta" and report["strategy"] == "cma"
+    out = capsys.readouterr().out
+    assert "+ ENMP" in out and "base merge" in out and "expert" in out
+    # the report command prints the same table again
+    assert _cli(["report", str(run)]) == 0
+    assert "+ ENMP" in capsys.readouterr().out
+    # the merged model loads as the base's class
+    import transformers
+
+    arch = json.loads((run / "model/config.json").read_text())["architectures"][0]
+    getattr(transformers, arch).from_pretrained(str(run / "model"))
+
+
+def test_replay_from_saved_config_gives_the_same_run(tmp_path):
+    cfg_path = make_run(tmp_path, "bert", n_val=12, n_test=12)
+    first = run_search(load_config(cfg_path), tmp_path / "a", show_progress=False, print_table=False)
+    saved = tmp_path / "a" / "config.yaml"
+    second = run_search(load_config(saved), tmp_path / "b", show_progress=False, print_table=False)
+    assert first["pruned"] == second["pruned"] and first["enmp"] == second["enmp"]
+    assert (tmp_path / "a/model/model.safetensors").read_bytes() == (tmp_path / "b/model/model.safetensors").read_bytes()
+
+
+def test_flags_override_yaml_and_are_saved(tmp_path):
+    cfg_path = make_run(tmp_path, "bert", n_val=8, n_test=8)
+    run = tmp_path / "run"
+    assert _cli(["search", "--config", str(cfg_path), "--out", str(run), "--method", "ties", "--strategy", "random",
+                 "--generations", "1", "--popsize", "3", "--rho", "0.5", "--seed", "7"]) == 0
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    assert saved["merge"]["method"] == "ties" and saved["search"]["strategy"] == "random"
+    assert saved["search"]["popsize"] == 3 and saved["search"]["rho"] == 0.5 and saved["search"]["seed"] == 7
+    assert json.loads((run / "report.json").read_text())["evaluations"] == 3
+
+
+def test_greedy_baseline_and_none_strategy(tmp_path):
+    cfg_path = make_run(tmp_path, "bert", n_val=8, n_test=8, greedy_baseline=True, strategy="none")
+    report = run_search(load_config(cfg_path), tmp_path / "run", show_progress=False, print_table=False)
+    assert report["pruned"] == [] and report["enmp"]["val"] == report["base"]["val"]
+    assert "greedy" in report and set(report["greedy"]) >= {"val", "test", "n_pruned"}
+
+
+def test_numerical_failure_is_recorded_and_search_goes_on(tmp_path):
+    from safetensors.torch import save_file
+
+    cfg_path = make_run(tmp_path, "bert", n_val=8, n_test=8)
+    adapter = tmp_path / "task2" / "adapter_model.safetensors"
+    tensors = load_file(str(adapter))
+    for k in tensors:  # finite factors whose product overflows float32 in layer 1 only
+        if ".layer.1." in k:
+            tensors[k] = tensors[k] * 1e25
+    save_file(tensors, str(adapter))
+    cfg = load_config(cfg_path)
+    ws = build_workspace(cfg)
+    ev = Evaluator(ws, "ta", MergeParams(lam=0.5))
+    ev.expert["val"] = {t: 50.0 for t in ws.task_names}
+    full = np.ones(ev.shape, bool)
+    bad = ev.evaluate(full)
+    assert bad.fitness == float("-inf") and "NaN/Inf" in bad.error
+    ok = full.copy()
+    ok[2, 1] = False
+    assert np.isfinite(ev.evaluate(ok).fitness)
+
+
+def _journal_generation(run: Path) -> int:
+    try:
+        return json.loads((run / "state/journal.json").read_text())["generation"]
+    except (FileNotFoundError, json.JSONDecodeError, KeyError):
+        return 0
+
+
+def _strip(history):
+    return [{k: v for k, v in h.items() if k not in ("elapsed",)} for h in history]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
+def test_resume_after_kill_matches_uninterrupted_run(tmp_path, sig):
+    cfg_path = make_run(tmp_path, "bert", n_val=60, n_test=12, generations=14, popsize=6)
+    ref = run_search(load_config(cfg_path), tmp_path / "ref", show_progress=False, print_table=False)
+    run = tmp_path / "run"
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen([sys.executable, "-m", "enmp.cli.main", "search", "--config", str(cfg_path),
+                             "--out", str(run)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 300
+    while _journal_generation(run) < 3 and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    assert proc.poll() is None, "run finished before it could be interrupted"
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=120)
+    if sig == signal.SIGINT:
+        assert proc.returncode == 130 and b"--resume" in err and b"Traceback" not in err
+    else:
+        assert proc.returncode == -signal.SIGKILL
+    assert not (run / "report.json").exists()
+    assert _cli(["search", "--resume", str(run)]) == 0
+    got = json.loads((run / "report.json").read_text())
+    assert got["pruned"] == ref["pruned"] and got["enmp"] == ref["enmp"] and got["random"] == ref["random"]
+    history = [json.loads(l) for l in (run / "history.jsonl").read_text().splitlines()]
+    ref_history = [json.loads(l) for l in (tmp_path / "ref/history.jsonl").read_text().splitlines()]
+    assert _strip(history) == _strip(ref_history)
+    a, b = load_file(str(run / "model/model.safetensors")), load_file(str(tmp_path / "ref/model/model.safetensors"))
+    assert a.keys() == b.keys() and all((a[k] == b[k]).all() for k in a)
