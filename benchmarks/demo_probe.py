@@ -95,6 +95,7 @@ def main() -> None:
     ap.add_argument("--train-size", type=int, default=1600)
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--head-lr", type=float, default=1e-2)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--max-len", type=int, default=48)
     ap.add_argument("--no-probe", action="store_true")
@@ -114,7 +115,7 @@ def main() -> None:
     names = [tk.name for tk in tasks]
     print(f"data: {times['data_build_s']} s; tasks {names}", flush=True)
 
-    hp = dict(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, max_len=args.max_len, seed=args.seed)
+    hp = dict(epochs=args.epochs, lr=args.lr, head_lr=args.head_lr, batch_size=args.batch_size, max_len=args.max_len, seed=args.seed)
     man_seed = json.loads((args.work / "data" / "manifest.json").read_text())
     experts, train_info = [], {}
     for tk in tasks:

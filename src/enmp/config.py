@@ -13,6 +13,7 @@ from typing import Literal, Optional
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from .adapters.hub import looks_like_hub_id
 from .errors import EnmpError
 
 
@@ -122,9 +123,6 @@ class RunConfig(_Strict):
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
 
 
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
-
-
 def _resolve(value: Optional[str], root: Path) -> Optional[str]:
     """Make a relative local path absolute against the config's directory; hub ids stay as they are."""
     if value is None:
@@ -133,9 +131,9 @@ def _resolve(value: Optional[str], root: Path) -> Optional[str]:
     if p.is_absolute():
         return str(p)
     candidate = root / p
-    if candidate.exists() or not _HUB_ID.match(value):
-        return str(candidate.resolve())
-    return value  # "org/name" (or "name") that does not exist locally: a hub id
+    if candidate.exists() or not looks_like_hub_id(value):
+        return str(candidate.resolve())  # a missing local path is reported with its full location
+    return value  # "org/name" that does not exist locally: a hub id (the same rule resolve_dir applies)
 
 
 def _resolve_local(value: Optional[str], root: Path) -> Optional[str]:
@@ -164,6 +162,8 @@ def format_validation_error(err: ValidationError, where: str) -> str:
     msg = first["msg"]
     if first["type"] == "extra_forbidden":
         msg = "unknown key"
+    elif first["type"] == "value_error":  # our own validators: drop pydantic's "Value error, " prefix
+        msg = msg.removeprefix("Value error, ")
     more = f" (+{len(err.errors()) - 1} more)" if len(err.errors()) > 1 else ""
     return f"{where}: {loc}: {msg}{more}"
 
@@ -181,11 +181,12 @@ def parse_config(data, *, where: str, root: Path) -> RunConfig:
 def load_config(path: str | Path) -> RunConfig:
     path = Path(path)
     if not path.is_file():
-        raise EnmpError(f"config file {path} not found", where="--config")
+        raise EnmpError(f"config file {path} not found", where="--config", fix="check the path")
     try:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         at = f" at line {mark.line + 1}" if mark else ""
-        raise EnmpError(f"config is not valid YAML{at}", where=str(path)) from None
+        raise EnmpError(f"config is not valid YAML{at}", where=str(path),
+                        fix="fix the YAML syntax (see the README's config example)") from None
     return parse_config(data, where=str(path), root=path.resolve().parent)

@@ -59,36 +59,69 @@ def check_output_dir(path: str | os.PathLike, overwrite: bool, *, flag: str = "-
     probe = parent
     while not probe.exists():
         probe = probe.parent
+    if not probe.is_dir():
+        raise EnmpError(f"cannot create {path}: {probe} is a file, not a directory", where=flag,
+                        fix="choose a path whose parent folders are directories")
     if not os.access(probe, os.W_OK):
         raise EnmpError(f"cannot write under {probe}", where=flag, fix="choose a writable location")
+    try:  # os.access says yes to root even on read-only or virtual file systems: really try
+        os.rmdir(tempfile.mkdtemp(prefix=".enmp-probe-", dir=probe))
+    except OSError as exc:
+        raise EnmpError(f"cannot write under {probe} ({exc.strerror or type(exc).__name__})", where=flag,
+                        fix="choose a writable location") from exc
     return path
 
 
+def _write_failed(path: Path, exc: OSError, flag: str) -> EnmpError:
+    reason = exc.strerror or type(exc).__name__
+    return EnmpError(f"cannot write {path} ({reason})", where=flag,
+                     fix="choose a writable location with free space (nothing there was changed)")
+
+
+def _remove_empty(dirs: list[Path]) -> None:
+    """Remove folders (deepest first) that were created for an output that then failed, if still empty."""
+    for d in dirs:
+        with contextlib.suppress(OSError):
+            d.rmdir()
+
+
 @contextlib.contextmanager
-def atomic_dir(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
+def atomic_dir(path: str | os.PathLike, overwrite: bool = False, *, flag: str = "--out") -> Iterator[Path]:
     """Yield a temp dir next to `path`; on success it replaces `path`, on failure it is removed.
 
     The previous contents of `path` survive any failure: they are moved aside only after the new dir is
-    complete, and deleted after the rename succeeded.
+    complete, and deleted after the rename succeeded. Parent folders this call had to create are removed
+    again on failure. OS errors (no space, read-only or virtual file systems) become one-line EnmpErrors.
     """
-    path = check_output_dir(path, overwrite)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    path = check_output_dir(path, overwrite, flag=flag)
+    created = [p for p in [path.parent, *path.parent.parents] if not p.exists()]
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    except OSError as exc:
+        _remove_empty(created)
+        raise _write_failed(path, exc, flag) from exc
     try:
         yield tmp
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
+        _remove_empty(created)
+        if isinstance(exc, OSError):
+            raise _write_failed(path, exc, flag) from exc
         raise
     old = None
-    if path.exists():
-        old = path.parent / f".{path.name}.old-{os.getpid()}"
-        os.replace(path, old)
     try:
+        if path.exists():
+            old = path.parent / f".{path.name}.old-{os.getpid()}"
+            os.replace(path, old)
         os.replace(tmp, path)
-    except BaseException:
-        if old is not None:
+    except BaseException as exc:
+        if old is not None and not path.exists():
             os.replace(old, path)
         shutil.rmtree(tmp, ignore_errors=True)
+        _remove_empty(created)
+        if isinstance(exc, OSError):
+            raise _write_failed(path, exc, flag) from exc
         raise
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)

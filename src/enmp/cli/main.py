@@ -9,6 +9,7 @@ from typing import List, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from ..errors import EnmpError
 
@@ -20,7 +21,7 @@ _TOPK_METHODS = ("ties", "dare_ties", "knots")
 
 
 def _fail(message: str, code: int = 2) -> None:
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -58,12 +59,15 @@ def merge(
                          drop_rate=drop_rate if drop_rate is not None else (0.1 if method.startswith("dare") else 0.0),
                          seed=seed, inner=inner, iso=iso)
     console = Console(stderr=True)
+    # On a terminal: timestamped log lines; piped or captured: one plain line per message (no wrapping).
+    log = console.log if console.is_terminal else (
+        lambda m: console.print(m, soft_wrap=True, highlight=False, markup=False))
     summary = merge_to_dir(base, parse_adapter_args(adapter), out, method=method, params=params, mask=mask,
                            grouping=grouping, layer_regex=layer_regex, overwrite=overwrite,
-                           save_adapter=save_adapter, adapter_rank=adapter_rank, dtype=dtype, log=console.log)
+                           save_adapter=save_adapter, adapter_rank=adapter_rank, dtype=dtype, log=log)
     n = len(summary["pruned"])
     console.print(f"wrote {out} ({method}, {len(summary['tasks'])} tasks, {n} module(s) pruned"
-                  + (", with adapter/" if save_adapter else "") + ")")
+                  + (", with adapter/" if save_adapter else "") + ")", highlight=False, soft_wrap=True, markup=False)
 
 
 @app.command()
@@ -84,8 +88,12 @@ def inspect(
     for col in rows[0]:
         table.add_column(str(col))
     for row in rows:
-        table.add_row(*[", ".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v) for v in row.values()])
-    Console().print(table)
+        table.add_row(*[escape(", ".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v))
+                        for v in row.values()])
+    console = Console()
+    if not console.is_terminal:  # piped or captured: never truncate values (paths, scales) to 80 columns
+        console = Console(width=max(console.width, Console(width=10_000).measure(table).maximum))
+    console.print(table)
 
 
 @app.command()
@@ -115,7 +123,8 @@ def search(
             _fail("--resume takes its config from the run directory — drop --config")
         cfg = load_config(resume / "config.yaml") if (resume / "config.yaml").is_file() else None
         if cfg is None:
-            _fail(f"--resume: {resume} is not a run directory (no config.yaml)")
+            _fail(f"--resume: {resume} is not a run directory (no config.yaml) — pass the directory an earlier "
+                  "`enmp search` wrote (its --out)")
         run_dir = resume
     elif config is None:
         _fail("--config is required (or --resume RUN_DIR)")
@@ -158,7 +167,7 @@ def apply_overrides(cfg, overrides: dict, resuming: bool):
     try:
         return RunConfig.model_validate(data)
     except ValidationError as e:
-        _fail(format_validation_error(e, "command line"))
+        _fail(format_validation_error(e, "command line") + " — fix that flag's value (see `enmp search --help`)")
 
 
 @app.command()
@@ -181,13 +190,41 @@ def demo(
     run_demo(out, cache, quick=quick)
 
 
+def _error_line(message: str) -> None:
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+
+
 def main(argv: Optional[list[str]] = None) -> None:
+    """Run the CLI. Every user error (ours, click's usage errors, OS errors) is one line and exit code 2."""
+    try:  # typer >= 0.2x vendors click; older releases use click itself
+        from typer._click.exceptions import ClickException, UsageError
+    except ImportError:  # pragma: no cover
+        from click.exceptions import ClickException, UsageError
+
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:
-        app(args=argv, standalone_mode=True)
+        code = app(args=argv, prog_name="enmp", standalone_mode=False)
     except EnmpError as e:
-        err_console.print(f"[bold red]error:[/] {e.line()}", highlight=False, soft_wrap=True)
+        _error_line(e.line())
         sys.exit(2)
+    except UsageError as e:
+        if type(e).__name__ == "NoArgsIsHelpError":  # the help text has already been printed
+            sys.exit(2)
+        ctx = e.ctx
+        hint = f" — see `{ctx.command_path} {ctx.help_option_names[0]}`" if ctx is not None else ""
+        _error_line(" ".join(e.format_message().split()).rstrip(".") + hint)
+        sys.exit(2)
+    except ClickException as e:
+        _error_line(" ".join(e.format_message().split()))
+        sys.exit(e.exit_code)
+    except typer.Abort:
+        _error_line("aborted")
+        sys.exit(1)
+    except OSError as e:  # a file we read or write: name it, no traceback
+        where = f"{e.filename}: " if e.filename else ""
+        _error_line(f"{where}{e.strerror or type(e).__name__} — check the path and its permissions")
+        sys.exit(2)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

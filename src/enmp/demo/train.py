@@ -179,7 +179,7 @@ def train_expert(base_dir: str | Path, task_dir: str | Path, out_dir: str | Path
     t_train = time.perf_counter() - t0
     metrics = {"task": task_dir.name, "val_acc": accuracy(model, head, val),
                "test_acc": accuracy(model, head, test), "final_loss": last, "n_train": len(train),
-               "epochs": epochs, "lr": lr, "batch_size": batch_size, "max_len": max_len, "r": r,
+               "epochs": epochs, "lr": lr, "head_lr": head_lr, "batch_size": batch_size, "max_len": max_len, "r": r,
                "alpha": alpha, "seed": seed, "train_s": round(t_train, 2),
                "train_cpu_s": round(time.process_time() - c0, 2)}
     with atomic_dir(out_dir, overwrite=True) as tmp:

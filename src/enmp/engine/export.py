@@ -97,16 +97,20 @@ def lowrank_factors(delta: torch.Tensor, rank: Optional[int]) -> tuple[torch.Ten
 
 
 def write_adapter(out: Path, base: BaseCheckpoint, deltas: dict[str, torch.Tensor], rank: Optional[int],
-                  log: Callable[[str], None] = lambda _m: None) -> dict[str, float]:
-    """A PEFT LoRA adapter (scale 1: α = r per module) that reproduces the merge; returns errors > 1e-6."""
+                  log: Callable[[str], None] = lambda _m: None, dtype: Optional[str] = None) -> dict[str, float]:
+    """A PEFT LoRA adapter (scale 1: α = r per module) that reproduces the merge; returns errors > 1e-6.
+
+    Factors are stored in `dtype` when given (like the merged model), else float32.
+    """
+    cast = _DTYPES[dtype] if dtype else torch.float32
     tensors: dict[str, torch.Tensor] = {}
     ranks: dict[str, int] = {}
     errors: dict[str, float] = {}
     for weight, delta in deltas.items():
         module = weight[: -len(".weight")]
         B, A, r, err = lowrank_factors(delta, rank)
-        tensors[f"base_model.model.{module}.lora_A.weight"] = A
-        tensors[f"base_model.model.{module}.lora_B.weight"] = B
+        tensors[f"base_model.model.{module}.lora_A.weight"] = A.to(cast).contiguous()
+        tensors[f"base_model.model.{module}.lora_B.weight"] = B.to(cast).contiguous()
         ranks[module] = r
         if err > 1e-6:
             errors[module] = err

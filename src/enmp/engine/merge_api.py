@@ -39,7 +39,7 @@ def merge_to_dir(base: str, adapters: dict[str, str], out: str | Path, *, method
     with atomic_dir(out, overwrite) as tmp:
         write_model(tmp, ckpt, deltas, dtype, log)
         if save_adapter:
-            errors = write_adapter(tmp / "adapter", ckpt, deltas, adapter_rank, log)
+            errors = write_adapter(tmp / "adapter", ckpt, deltas, adapter_rank, log, dtype=dtype)
         keep.save(tmp / "mask.json")
         summary = {"base": ckpt.source, "tasks": aset.tasks, "layers": layers, "method": method,
                    "params": params.__dict__, "pruned": keep.pruned(), "adapter_errors": errors}

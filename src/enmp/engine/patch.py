@@ -22,17 +22,15 @@ from .cache import MergeCache
 def find_parameter(model: torch.nn.Module, weight_name: str) -> torch.nn.Parameter:
     """The model parameter for a checkpoint tensor name, tolerating a class prefix on either side."""
     params = dict(model.named_parameters())
-    if weight_name in params:
-        return params[weight_name]
-    parts = weight_name.split(".")
-    for cut in range(1, len(parts) - 1):
-        suffix = ".".join(parts[cut:])
-        hits = [n for n in params if n == suffix or n.endswith("." + suffix)]
-        if len(hits) == 1:
-            return params[hits[0]]
-    hits = [n for n in params if weight_name.endswith("." + n) or n.endswith("." + weight_name)]
+    return params[parameter_name(params, weight_name)]
+
+
+def parameter_name(names, weight_name: str) -> str:
+    if weight_name in names:
+        return weight_name
+    hits = [n for n in names if weight_name.endswith("." + n) or n.endswith("." + weight_name)]
     if len(hits) == 1:
-        return params[hits[0]]
+        return hits[0]
     raise EnmpError(f"the loaded model has no parameter matching '{weight_name}'",
                     fix="load the base with the same architecture the adapters were trained on")
 

@@ -41,12 +41,22 @@ def make_strategy(cfg: RunConfig, shape: tuple[int, int], name: Optional[str] = 
     return cls(shape, rho=s.rho, seed=s.seed, popsize=s.popsize, generations=s.generations, **options)
 
 
+def default_evaluator_factory(cfg: RunConfig) -> Callable:
+    """In-process Evaluator for one worker; Ray actors (imported only then) for several or a cluster."""
+    if cfg.parallel.workers > 1 or cfg.parallel.ray_address:
+        from .parallel import ParallelEvaluator
+
+        return ParallelEvaluator
+    return Evaluator
+
+
 class SearchRun:
     """One search in one run directory; `run()` returns the report dict (also saved as report.json)."""
 
     def __init__(self, cfg: RunConfig, run_dir: Path, *, resume: bool = False, overwrite: bool = False,
                  console: Optional[Console] = None, evaluator_factory: Optional[Callable] = None,
-                 show_progress: bool = True):
+                 show_progress: bool = True, workspace: Optional[Workspace] = None,
+                 expert: Optional[dict] = None):
         self.cfg, self.run_dir, self.resume = cfg, Path(run_dir), resume
         self.console = console or Console(stderr=True)
         self.show_progress = show_progress
@@ -54,11 +64,14 @@ class SearchRun:
         if not resume:
             check_output_dir(self.run_dir, overwrite)
         get_strategy(cfg.search.strategy)
-        self.ws: Workspace = build_workspace(cfg, log=self._log)
-        self.evaluator = (evaluator_factory or Evaluator)(self.ws, cfg.merge.method, self.params,
-                                                          cfg.eval.cache_mb)
+        # a caller running several searches on one model (the demo) passes its workspace and expert scores
+        self.ws: Workspace = workspace or build_workspace(cfg, log=self._log)
+        factory = evaluator_factory or default_evaluator_factory(cfg)
+        self.evaluator = factory(self.ws, cfg.merge.method, self.params, cfg.eval.cache_mb)
         make_strategy(cfg, self.evaluator.shape)  # settings are checked before anything is written
         self.journal = Journal.load(self.run_dir) if resume else Journal(self.run_dir)
+        if expert and not resume:
+            self.journal.expert = {split: dict(scores) for split, scores in expert.items()}
 
     def _log(self, msg: str) -> None:
         self.console.log(msg) if self.show_progress else None

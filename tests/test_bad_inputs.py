@@ -1,0 +1,492 @@
+"""Every bad input to `enmp merge`, `search` and `report` is answered the same way (issue 7, item 1):
+
+exit code 2, exactly one `error:` line on stderr that names what is wrong, where, and how to fix it, no
+traceback, no partial output left behind, and every pre-existing file (inputs and old outputs) untouched.
+
+Cases run in-process through `enmp.cli.main.main` (what the console script calls); a representative handful
+also run as real `enmp` subprocesses, concurrently, to prove the same end to end.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import hashlib
+import io
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file, save_file
+
+from enmp.cli.main import main
+from tiny import make_lora_adapter, make_tiny_bert, make_tiny_llama
+from tiny_runs import make_run
+
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+TRACE_LINE = re.compile(r"^\s*(Traceback|File \"|\w+(Error|Exception):)")
+
+
+# --------------------------------------------------------------------------------------------- fixtures
+class Env:
+    """Shared, read-only inputs: a tiny BERT run (base, 2 adapters with heads, data, YAML) plus adapters
+    that do not fit it. Cases copy what they break into their own tmp dir."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        cfg_path = make_run(root / "run", "bert", n_tasks=2, n_val=8, n_test=8, generations=1, popsize=2,
+                            random_repeats=0)
+        run = cfg_path.parent
+        self.base = run / "base"
+        self.a0, self.a1 = run / "task0", run / "task1"
+        cfg = yaml.safe_load(cfg_path.read_text())
+        cfg["base"] = str(self.base)  # absolute paths, so mutated copies can live anywhere
+        for t in cfg["tasks"]:
+            t["adapter"] = str(run / t["adapter"])
+            t["data"]["files"] = {k: str(run / v) for k, v in t["data"]["files"].items()}
+        cfg["search"]["track_test"] = False
+        self.cfg = cfg
+        self.llama_adapter = make_lora_adapter(make_tiny_llama(root / "llama"), root / "llama_lora", family="llama")
+        wide = make_tiny_bert(root / "bert48", hidden_size=48)
+        self.wide_adapter = make_lora_adapter(wide, root / "bert48_lora", family="bert")
+        self.qv_adapter = make_lora_adapter(self.base, root / "qv_lora", family="bert", seed=7,
+                                            target_modules=["query", "value"])
+        self.report = root / "report_src"  # a real report.json shape, for the report cases
+        self.report.mkdir()
+        (self.report / "report.json").write_text(json.dumps(
+            {"tasks": ["a"], "expert": {"test": {"a": 1.0}}, "base": {"test": {"raw": {"a": 0.5},
+             "normalized": {"a": 50.0}, "mean_normalized": 50.0}}}))
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory) -> Env:
+    return Env(tmp_path_factory.mktemp("inputs"))
+
+
+def cli(*args) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            main([str(a) for a in args])
+            code = 0
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    return code, ANSI.sub("", out.getvalue()), ANSI.sub("", err.getvalue())
+
+
+def snapshot(*roots: Path) -> dict[str, tuple[str, int]]:
+    """Every file under `roots`: content hash and mtime, to prove nothing pre-existing was touched."""
+    out = {}
+    for root in roots:
+        for p in sorted(root.rglob("*")):
+            if p.is_file():
+                out[str(p)] = (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mtime_ns)
+    return out
+
+
+def leftovers(root: Path) -> list[str]:
+    return [str(p) for p in root.rglob("*") if p.name.startswith(".") or p.name.endswith(".tmp")]
+
+
+# ------------------------------------------------------------------------------------------ merge inputs
+def merge_args(env: Env, tmp: Path, *extra, adapters=None) -> list:
+    adapters = adapters if adapters is not None else {"task0": env.a0, "task1": env.a1}
+    flags = [x for n, p in adapters.items() for x in ("--adapter", f"{n}={p}")]
+    if "--out" not in extra:
+        extra = (*extra, "--out", tmp / "out")
+    return ["merge", "--base", env.base, *flags, *extra]
+
+
+def broken_adapter(env: Env, tmp: Path, how: str) -> Path:
+    """A copy of task1 with one defect."""
+    d = tmp / f"adapter_{how}"
+    shutil.copytree(env.a1, d)
+    f = d / "adapter_model.safetensors"
+    if how == "no_safetensors":
+        f.unlink()
+    elif how == "empty":
+        f.write_bytes(b"")
+    elif how == "truncated":
+        data = f.read_bytes()
+        f.write_bytes(data[: len(data) // 2])
+    elif how == "pickled":
+        torch.save(load_file(str(f)), d / "adapter_model.bin")
+        f.unlink()
+    elif how in ("nan", "inf"):
+        tensors = load_file(str(f))
+        key = sorted(k for k in tensors if ("lora_B" if how == "nan" else "lora_A") in k)[1]
+        tensors[key][0, 1] = float(how)
+        save_file(tensors, str(f))
+    return d
+
+
+def pickled_base(env: Env, tmp: Path) -> Path:
+    d = tmp / "base_bin"
+    shutil.copytree(env.base, d)
+    torch.save(load_file(str(d / "model.safetensors")), d / "pytorch_model.bin")
+    (d / "model.safetensors").unlink()
+    return d
+
+
+def mask_file(tmp: Path, data) -> Path:
+    p = tmp / "mask.json"
+    p.write_text(data if isinstance(data, str) else json.dumps(data))
+    return p
+
+
+def existing_out(tmp: Path) -> Path:
+    out = tmp / "out"
+    out.mkdir()
+    (out / "model.safetensors").write_bytes(b"previous merge")
+    (out / "notes.txt").write_text("keep me")
+    return out
+
+
+def unwritable_out(tmp: Path) -> Path:
+    """A directory we cannot create: chmod works for normal users; root (CI) ignores it, so use /proc."""
+    if os.geteuid() != 0:
+        locked = tmp / "locked"
+        locked.mkdir()
+        locked.chmod(0o500)
+        return locked / "out"
+    if not Path("/proc/self").exists():
+        pytest.skip("running as root without /proc: no unwritable location to test with")
+    return Path("/proc/enmp-test-out")
+
+
+def out_under_file(tmp: Path) -> Path:
+    (tmp / "plain.txt").write_text("a file")
+    return tmp / "plain.txt" / "out"
+
+
+# ----------------------------------------------------------------------------------------- search inputs
+def search_args(env: Env, tmp: Path, mutate: Callable[[dict], None] | None = None, *extra) -> list:
+    cfg = copy.deepcopy(env.cfg)
+    if mutate:
+        mutate(cfg)
+    path = tmp / "run.yaml"
+    path.write_text(cfg if isinstance(cfg, str) else yaml.safe_dump(cfg, sort_keys=False))
+    if "--out" not in extra:
+        extra = (*extra, "--out", tmp / "run_out")
+    return ["search", "--config", path, *extra]
+
+
+def set_key(section: str | None, key: str, value) -> Callable[[dict], None]:
+    def mutate(cfg: dict) -> None:
+        (cfg.setdefault(section, {}) if section else cfg)[key] = value
+
+    return mutate
+
+
+def with_data(tmp: Path, text: str, task: int = 0) -> Callable[[dict], None]:
+    """Point task `task`'s val split at a CSV with `text`."""
+    path = tmp / f"val{task}.csv"
+    path.write_text(text)
+
+    def mutate(cfg: dict) -> None:
+        cfg["tasks"][task]["data"]["files"]["val"] = str(path)
+
+    return mutate
+
+
+def dup_names(cfg: dict) -> None:
+    cfg["tasks"][1]["name"] = cfg["tasks"][0]["name"]
+
+
+def no_label_column(cfg: dict) -> None:
+    cfg["tasks"][0]["data"]["label"] = "sentiment"
+
+
+def missing_data_file(cfg: dict) -> None:
+    cfg["tasks"][1]["data"]["files"]["test"] = "/nonexistent/enmp/test.csv"
+
+
+def report_dir(tmp: Path, content: str | None) -> Path:
+    d = tmp / "run_dir"
+    d.mkdir()
+    (d / "config.yaml").write_text("base: x\n")
+    if content is not None:
+        (d / "report.json").write_text(content)
+    return d
+
+
+# ------------------------------------------------------------------------------------------------ cases
+@dataclass
+class Case:
+    args: Callable[[Env, Path], list]
+    expect: tuple[str, ...]  # substrings of the error line (what / where)
+    fix: bool = True  # the line also says how to fix it (after " — ")
+    outputs: tuple[str, ...] = field(default=("out", "run_out"))  # must not exist after the failure
+
+
+CASES: dict[str, Case] = {
+    # ---- merge: adapters
+    "merge-missing-adapter-dir": Case(
+        lambda e, t: merge_args(e, t, adapters={"task0": e.a0, "ghost": t / "nowhere"}),
+        ("ghost", "nowhere", "no such directory")),
+    "merge-adapter-without-safetensors": Case(
+        lambda e, t: merge_args(e, t, adapters={"task0": e.a0, "b": broken_adapter(e, t, "no_safetensors")}),
+        ("'b'", "no adapter_model.safetensors", "adapter_no_safetensors")),
+    "merge-empty-safetensors": Case(
+        lambda e, t: merge_args(e, t, adapters={"task0": e.a0, "b": broken_adapter(e, t, "empty")}),
+        ("cannot read adapter weights", "adapter_empty/adapter_model.safetensors")),
+    "merge-truncated-safetensors": Case(
+        lambda e, t: merge_args(e, t, adapters={"task0": e.a0, "b": broken_adapter(e, t, "truncated")}),
+        ("cannot read adapter weights", "adapter_truncated/adapter_model.safetensors")),
+    "merge-pickled-adapter-bin-only": Case(
+        lambda e, t: merge_args(e, t, adapters={"task0": e.a0, "b": broken_adapter(e, t, "pickled")}),
+        ("pickled", "adapter_model.bin", "safe_serialization=True")),
+    "merge-base-pytorch-model-bin-only": Case(
+        lambda e, t: ["merge", "--base", pickled_base(e, t), "--adapter", f"a={e.a0}", "--out", t / "out"],
+        ("base model", "only pickled weights", "base_bin", "save_pretrained")),
+    "merge-adapter-of-another-architecture": Case(
+        lambda e, t: merge_args(e, t, adapters={"task0": e.a0, "llama": e.llama_adapter}),
+        ("'llama'", "self_attn", "base model does not have", "llama_lora")),
+    "merge-adapter-of-another-hidden-size": Case(
+        lambda e, t: merge_args(e, t, adapters={"task0": e.a0, "wide": e.wide_adapter}),
+        ("'wide'", "does not fit base weight", "48", "another model or hidden size")),
+    "merge-target-modules-differ": Case(
+        lambda e, t: merge_args(e, t, adapters={"task0": e.a0, "qv": e.qv_adapter}),
+        ("target different matrices", "'qv' lacks", "same target_modules")),
+    "merge-nan-in-factors": Case(
+        lambda e, t: merge_args(e, t, adapters={"task0": e.a0, "b": broken_adapter(e, t, "nan")}),
+        ("NaN/Inf", "lora_B", "adapter_nan")),
+    "merge-inf-in-factors": Case(
+        lambda e, t: merge_args(e, t, adapters={"task0": e.a0, "b": broken_adapter(e, t, "inf")}),
+        ("NaN/Inf", "lora_A", "adapter_inf")),
+    "merge-duplicate-adapter-names": Case(
+        lambda e, t: merge_args(e, t, adapters={"task0": e.a0}) + ["--adapter", f"task0={e.a1}"],
+        ("--adapter", "'task0'", "twice", "unique")),
+    "merge-adapter-without-equals": Case(
+        lambda e, t: ["merge", "--base", e.base, "--adapter", str(e.a0), "--out", t / "out"],
+        ("--adapter", "no '='", "NAME=PATH")),
+    "merge-missing-base": Case(
+        lambda e, t: ["merge", "--base", t / "no_base", "--adapter", f"a={e.a0}", "--out", t / "out"],
+        ("base model", "no_base", "no such directory")),
+    # ---- merge: method and hyperparameters
+    "merge-unknown-method": Case(lambda e, t: merge_args(e, t, "--method", "avg"),
+                                 ("--method", "'avg'", "ties", "core_space")),
+    "merge-unknown-inner": Case(lambda e, t: merge_args(e, t, "--method", "core_space", "--inner", "dare"),
+                                ("--inner", "'dare'", "tsv", "iso_c")),
+    "merge-inner-on-flat-method": Case(lambda e, t: merge_args(e, t, "--method", "tsv", "--inner", "ta"),
+                                       ("--inner", "'tsv' takes no inner", "knots or core_space")),
+    "merge-lam-nan": Case(lambda e, t: merge_args(e, t, "--lam", "nan"), ("--lam", "finite", "nan"), fix=False),
+    "merge-top-k-0": Case(lambda e, t: merge_args(e, t, "--method", "ties", "--top-k", "0"),
+                          ("--top-k", "(0, 100]", "0.0"), fix=False),
+    "merge-top-k-150": Case(lambda e, t: merge_args(e, t, "--method", "ties", "--top-k", "150"),
+                            ("--top-k", "(0, 100]", "150"), fix=False),
+    "merge-drop-rate-1": Case(lambda e, t: merge_args(e, t, "--method", "dare", "--drop-rate", "1.0"),
+                              ("--drop-rate", "[0, 1)", "1.0"), fix=False),
+    "merge-adapter-rank-0": Case(lambda e, t: merge_args(e, t, "--save-adapter", "--adapter-rank", "0"),
+                                 ("--adapter-rank", "greater than or equal to 1", "enmp merge --help")),
+    "merge-unknown-dtype": Case(lambda e, t: merge_args(e, t, "--dtype", "int8"),
+                                ("--dtype", "'int8'", "bfloat16")),
+    # ---- merge: masks
+    "merge-mask-malformed-json": Case(
+        lambda e, t: merge_args(e, t, "--mask", mask_file(t, '{"tasks": ["task0", "task1"], "keep": [[1, ')),
+        ("mask.json", "not valid JSON"), fix=False),
+    "merge-mask-missing-keys": Case(
+        lambda e, t: merge_args(e, t, "--mask", mask_file(t, {"tasks": ["task0", "task1"], "keep": [[1, 1]]})),
+        ("mask.json", "keys tasks, layers, keep")),
+    "merge-mask-wrong-size": Case(
+        lambda e, t: merge_args(e, t, "--mask", mask_file(t, {"tasks": ["task0", "task1"], "layers": [0, 1, 2],
+                                                                "keep": [[1, 1, 1], [1, 0, 1]]})),
+        ("--mask", "[0, 1, 2]", "[0, 1]"), fix=False),
+    "merge-mask-wrong-task-names": Case(
+        lambda e, t: merge_args(e, t, "--mask", mask_file(t, {"tasks": ["task0", "sst2"], "layers": [0, 1],
+                                                                "keep": [[1, 1], [1, 0]]})),
+        ("--mask", "'sst2'", "task1"), fix=False),
+    "merge-mask-ragged-rows": Case(
+        lambda e, t: merge_args(e, t, "--mask", mask_file(t, {"tasks": ["task0", "task1"], "layers": [0, 1],
+                                                                "keep": [[1, 1], [1]]})),
+        ("mask.json", "2 rows of 2 values"), fix=False),
+    # ---- merge: output location
+    "merge-out-exists-without-overwrite": Case(
+        lambda e, t: merge_args(e, t, "--out", existing_out(t)), ("--out", "already exists", "--overwrite"),
+        outputs=()),
+    "merge-out-is-a-file": Case(
+        lambda e, t: merge_args(e, t, "--out", out_under_file(t).parent), ("--out", "plain.txt", "is a file")),
+    "merge-out-under-a-file": Case(
+        lambda e, t: merge_args(e, t, "--out", out_under_file(t)), ("--out", "plain.txt", "not a directory")),
+    "merge-out-unwritable": Case(
+        lambda e, t: merge_args(e, t, "--out", unwritable_out(t)), ("--out", "cannot write", "writable location")),
+    # ---- search: config
+    "search-unknown-key": Case(lambda e, t: search_args(e, t, set_key("search", "populaton", 8)),
+                               ("run.yaml", "search.populaton", "unknown key")),
+    "search-wrong-type": Case(lambda e, t: search_args(e, t, set_key("search", "generations", "many")),
+                              ("run.yaml", "search.generations", "integer")),
+    "search-invalid-yaml": Case(lambda e, t: (search_args(e, t), _yaml_typo(t))[1],
+                                ("run.yaml", "not valid YAML", "line")),
+    "search-zero-tasks": Case(lambda e, t: search_args(e, t, set_key(None, "tasks", [])),
+                              ("run.yaml", "tasks", "at least 1")),
+    "search-duplicate-task-names": Case(lambda e, t: search_args(e, t, dup_names),
+                                        ("run.yaml", "duplicate task names", "task0")),
+    "search-rho-1": Case(lambda e, t: search_args(e, t, set_key("search", "rho", 1.0)),
+                         ("run.yaml", "search.rho", "less than 1")),
+    "search-rho-0-on-command-line": Case(lambda e, t: search_args(e, t, None, "--rho", "0"),
+                                         ("command line", "search.rho", "greater than 0")),
+    "search-popsize-1": Case(lambda e, t: search_args(e, t, set_key("search", "popsize", 1)),
+                             ("run.yaml", "search.popsize", "greater than or equal to 2")),
+    "search-generations-0": Case(lambda e, t: search_args(e, t, set_key("search", "generations", 0)),
+                                 ("run.yaml", "search.generations", "greater than or equal to 1")),
+    "search-unknown-strategy": Case(lambda e, t: search_args(e, t, set_key("search", "strategy", "genetic")),
+                                    ("'genetic'", "cma", "random")),
+    "search-unknown-method": Case(lambda e, t: search_args(e, t, set_key("merge", "method", "slerp")),
+                                  ("'slerp'", "ties")),
+    "search-missing-config": Case(lambda e, t: ["search", "--config", t / "nope.yaml", "--out", t / "run_out"],
+                                  ("--config", "nope.yaml", "not found")),
+    "search-out-exists-without-overwrite": Case(lambda e, t: search_args(e, t, None, "--out", existing_out(t)),
+                                                ("--out", "already exists", "--overwrite"), outputs=("run_out",)),
+    "search-resume-not-a-run-dir": Case(lambda e, t: ["search", "--resume", t], ("--resume", "not a run directory")),
+    # ---- search: data
+    "search-dataset-without-label-column": Case(lambda e, t: search_args(e, t, no_label_column),
+                                                ("task 'task0'", "no label column 'sentiment'", "data.label")),
+    "search-labels-outside-head-classes": Case(
+        lambda e, t: search_args(e, t, with_data(t, "text,label\nthe movie,c1\na good film,c7\n")),
+        ("task 'task0'", "'c7'", "head's classes")),
+    "search-label-index-outside-head-classes": Case(
+        lambda e, t: search_args(e, t, with_data(t, "text,label\nthe movie,0\na good film,3\n", task=1)),
+        ("task 'task1'", "label 3", "3 classes")),
+    "search-empty-validation-split": Case(lambda e, t: search_args(e, t, with_data(t, "text,label\n")),
+                                          ("task 'task0'", "val split is empty")),
+    "search-fewer-examples-than-val-samples": Case(
+        lambda e, t: search_args(e, t, set_key("eval", "val_samples", 50)),
+        ("task 'task0'", "8 examples", "50 requested", "eval.val_samples")),
+    "search-missing-adapter-dir": Case(
+        lambda e, t: search_args(e, t, lambda c: c["tasks"][1].update(adapter="lora_sst2")),
+        ("task1", "lora_sst2", "work/lora_sst2", "no such directory")),
+    "search-missing-data-file": Case(lambda e, t: search_args(e, t, missing_data_file),
+                                     ("task 'task1'", "/nonexistent/enmp/test.csv", "not found")),
+    # ---- report
+    "report-dir-without-report-json": Case(lambda e, t: ["report", report_dir(t, None)],
+                                           ("report.json", "not found", "enmp search")),
+    "report-corrupt-report-json": Case(lambda e, t: ["report", report_dir(t, '{"tasks": ["a"], "exp')],
+                                       ("run_dir/report.json", "not valid JSON"), fix=False),
+    "report-json-without-results": Case(lambda e, t: ["report", report_dir(t, '["not", "a", "report"]')],
+                                        ("run_dir/report.json", "lacks tasks/expert/base"), fix=False),
+    "report-missing-dir": Case(lambda e, t: ["report", t / "no_run"], ("no_run", "not found")),
+}
+
+
+def _yaml_typo(tmp: Path) -> list:
+    (tmp / "run.yaml").write_text((tmp / "run.yaml").read_text().replace("tasks:", "tasks: [", 1))
+    return ["search", "--config", tmp / "run.yaml", "--out", tmp / "run_out"]
+
+
+def assert_clean_failure(code: int, out: str, err: str, case: Case, label: str) -> str:
+    """Exit 2, one error line (the last thing on stderr) with the expected content, no traceback."""
+    assert code == 2, f"{label}: exit code {code}\n{err}"
+    assert "Traceback" not in err + out, f"{label}: traceback\n{err}"
+    assert not [ln for ln in err.splitlines() if TRACE_LINE.match(ln)], f"{label}: exception text\n{err}"
+    errors = [ln for ln in err.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1, f"{label}: expected one error line\n{err}"
+    assert err.strip().splitlines()[-1] == errors[0], f"{label}: the error line must come last\n{err}"
+    line = errors[0]
+    for s in case.expect:
+        assert s in line, f"{label}: {s!r} missing from: {line}"
+    if case.fix:
+        assert " — " in line, f"{label}: no 'how to fix' part in: {line}"
+    return line
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_bad_input_is_one_clear_line(env, tmp_path, name):
+    case = CASES[name]
+    work = tmp_path / "work"
+    work.mkdir()
+    args = case.args(env, work)
+    before = snapshot(env.root, work)
+    try:
+        code, out, err = cli(*args)
+    finally:
+        if (work / "locked").exists():
+            (work / "locked").chmod(0o700)
+    assert_clean_failure(code, out, err, case, name)
+    for o in case.outputs:
+        assert not (work / o).exists(), f"{name}: partial output {o} left behind"
+    assert not leftovers(work), f"{name}: temp files left: {leftovers(work)}"
+    assert snapshot(env.root, work) == before, f"{name}: pre-existing files changed"
+
+
+def test_there_are_enough_distinct_cases():
+    assert len(CASES) >= 20
+    per_command = {cmd: sum(n.startswith(cmd + "-") for n in CASES) for cmd in ("merge", "search", "report")}
+    assert per_command["merge"] >= 10 and per_command["search"] >= 10 and per_command["report"] >= 2
+
+
+@pytest.mark.parametrize("target", ["existing-with-overwrite", "new-nested"])
+def test_failed_write_leaves_previous_output_intact(env, tmp_path, monkeypatch, target):
+    """Disk full while writing: one line, exit 2, the old --out intact, no temp or new parent dirs left."""
+    import errno
+
+    import enmp.engine.merge_api as merge_api
+
+    real_write_model = merge_api.write_model
+
+    def write_then_fail(out, *args, **kwargs):
+        real_write_model(out, *args, **kwargs)  # a partial output exists in the temp dir at this point
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(merge_api, "write_model", write_then_fail)
+    work = tmp_path / "work"
+    work.mkdir()
+    if target == "existing-with-overwrite":
+        out, extra = existing_out(work), ("--overwrite",)
+    else:
+        out, extra = work / "new" / "deeper" / "out", ()
+    before = snapshot(env.root, work)
+    code, stdout, err = cli(*merge_args(env, work, "--out", out, *extra))
+    case = Case(lambda e, t: [], ("--out", "cannot write", str(out), "No space left on device"))
+    assert_clean_failure(code, stdout, err, case, target)
+    assert snapshot(env.root, work) == before
+    assert not leftovers(work)
+    assert sorted(p.name for p in work.iterdir()) == (["out"] if target.startswith("existing") else [])
+
+
+# ----------------------------------------------------------------------------------- real subprocesses
+SUBPROCESS_CASES = ("merge-truncated-safetensors", "merge-unknown-method", "merge-adapter-rank-0",
+                    "search-unknown-key", "report-corrupt-report-json")
+
+
+@pytest.fixture(scope="module")
+def subprocess_results(env, tmp_path_factory):
+    """Run the representative cases as real `enmp` processes, all at once (imports dominate their cost)."""
+    script = Path(sys.executable).with_name("enmp")
+    cmd = [str(script)] if script.is_file() else [sys.executable, "-c", "from enmp.cli.main import main; main()"]
+    proc_env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "TERM": "dumb"}
+    proc_env.pop("FORCE_COLOR", None)
+    runs = {}
+    for name in SUBPROCESS_CASES:
+        work = tmp_path_factory.mktemp(name) / "work"
+        work.mkdir()
+        args = [str(a) for a in CASES[name].args(env, work)]
+        before = snapshot(work)
+        proc = subprocess.Popen([*cmd, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                env=proc_env)
+        runs[name] = (proc, work, before)
+    results = {}
+    for name, (proc, work, before) in runs.items():
+        out, err = proc.communicate(timeout=300)
+        results[name] = (proc.returncode, out, err, work, before)
+    return results
+
+
+@pytest.mark.parametrize("name", SUBPROCESS_CASES)
+def test_bad_input_in_a_real_process(subprocess_results, name):
+    code, out, err, work, before = subprocess_results[name]
+    line = assert_clean_failure(code, ANSI.sub("", out), ANSI.sub("", err), CASES[name], name)
+    assert "\x1b[" not in line
+    for o in CASES[name].outputs:
+        assert not (work / o).exists()
+    assert not leftovers(work)
+    assert snapshot(work) == before
+
