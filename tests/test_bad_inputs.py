@@ -279,13 +279,13 @@ CASES: dict[str, Case] = {
                                 ("--inner", "'dare'", "tsv", "iso_c")),
     "merge-inner-on-flat-method": Case(lambda e, t: merge_args(e, t, "--method", "tsv", "--inner", "ta"),
                                        ("--inner", "'tsv' takes no inner", "knots or core_space")),
-    "merge-lam-nan": Case(lambda e, t: merge_args(e, t, "--lam", "nan"), ("--lam", "finite", "nan"), fix=False),
+    "merge-lam-nan": Case(lambda e, t: merge_args(e, t, "--lam", "nan"), ("--lam", "finite", "nan")),
     "merge-top-k-0": Case(lambda e, t: merge_args(e, t, "--method", "ties", "--top-k", "0"),
-                          ("--top-k", "(0, 100]", "0.0"), fix=False),
+                          ("--top-k", "(0, 100]", "0.0")),
     "merge-top-k-150": Case(lambda e, t: merge_args(e, t, "--method", "ties", "--top-k", "150"),
-                            ("--top-k", "(0, 100]", "150"), fix=False),
+                            ("--top-k", "(0, 100]", "150")),
     "merge-drop-rate-1": Case(lambda e, t: merge_args(e, t, "--method", "dare", "--drop-rate", "1.0"),
-                              ("--drop-rate", "[0, 1)", "1.0"), fix=False),
+                              ("--drop-rate", "[0, 1)", "1.0")),
     "merge-adapter-rank-0": Case(lambda e, t: merge_args(e, t, "--save-adapter", "--adapter-rank", "0"),
                                  ("--adapter-rank", "greater than or equal to 1", "enmp merge --help")),
     "merge-unknown-dtype": Case(lambda e, t: merge_args(e, t, "--dtype", "int8"),
@@ -293,22 +293,22 @@ CASES: dict[str, Case] = {
     # ---- merge: masks
     "merge-mask-malformed-json": Case(
         lambda e, t: merge_args(e, t, "--mask", mask_file(t, '{"tasks": ["task0", "task1"], "keep": [[1, ')),
-        ("mask.json", "not valid JSON"), fix=False),
+        ("mask.json", "not valid JSON")),
     "merge-mask-missing-keys": Case(
         lambda e, t: merge_args(e, t, "--mask", mask_file(t, {"tasks": ["task0", "task1"], "keep": [[1, 1]]})),
         ("mask.json", "keys tasks, layers, keep")),
     "merge-mask-wrong-size": Case(
         lambda e, t: merge_args(e, t, "--mask", mask_file(t, {"tasks": ["task0", "task1"], "layers": [0, 1, 2],
                                                                 "keep": [[1, 1, 1], [1, 0, 1]]})),
-        ("--mask", "[0, 1, 2]", "[0, 1]"), fix=False),
+        ("--mask", "[0, 1, 2]", "[0, 1]")),
     "merge-mask-wrong-task-names": Case(
         lambda e, t: merge_args(e, t, "--mask", mask_file(t, {"tasks": ["task0", "sst2"], "layers": [0, 1],
                                                                 "keep": [[1, 1], [1, 0]]})),
-        ("--mask", "'sst2'", "task1"), fix=False),
+        ("--mask", "'sst2'", "task1")),
     "merge-mask-ragged-rows": Case(
         lambda e, t: merge_args(e, t, "--mask", mask_file(t, {"tasks": ["task0", "task1"], "layers": [0, 1],
                                                                 "keep": [[1, 1], [1]]})),
-        ("mask.json", "2 rows of 2 values"), fix=False),
+        ("mask.json", "2 rows of 2 values")),
     # ---- merge: output location
     "merge-out-exists-without-overwrite": Case(
         lambda e, t: merge_args(e, t, "--out", existing_out(t)), ("--out", "already exists", "--overwrite"),
@@ -370,9 +370,9 @@ CASES: dict[str, Case] = {
     "report-dir-without-report-json": Case(lambda e, t: ["report", report_dir(t, None)],
                                            ("report.json", "not found", "enmp search")),
     "report-corrupt-report-json": Case(lambda e, t: ["report", report_dir(t, '{"tasks": ["a"], "exp')],
-                                       ("run_dir/report.json", "not valid JSON"), fix=False),
+                                       ("run_dir/report.json", "not valid JSON")),
     "report-json-without-results": Case(lambda e, t: ["report", report_dir(t, '["not", "a", "report"]')],
-                                        ("run_dir/report.json", "lacks tasks/expert/base"), fix=False),
+                                        ("run_dir/report.json", "lacks tasks/expert/base")),
     "report-missing-dir": Case(lambda e, t: ["report", t / "no_run"], ("no_run", "not found")),
 }
 

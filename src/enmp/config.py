@@ -6,14 +6,12 @@ Relative paths in a config file are resolved against the file's directory, so a 
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Literal, Optional
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from .adapters.hub import looks_like_hub_id
 from .errors import EnmpError
 
 
@@ -125,6 +123,8 @@ class RunConfig(_Strict):
 
 def _resolve(value: Optional[str], root: Path) -> Optional[str]:
     """Make a relative local path absolute against the config's directory; hub ids stay as they are."""
+    from .adapters.hub import looks_like_hub_id  # (lazy: keeps `enmp.config` free of torch)
+
     if value is None:
         return None
     p = Path(value).expanduser()

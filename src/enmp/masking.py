@@ -20,6 +20,7 @@ from .io import atomic_write_json
 
 GroupLabel = Union[int, str]
 GROUPINGS = ("layer", "projection")
+_MASK_FIX = 'write {"tasks": [names], "layers": [indices], "keep": [[0/1 per layer] per task]} (see a run\'s mask.json)'
 
 
 def group_label(layer: int, projection: str, grouping: str) -> GroupLabel:
@@ -85,15 +86,15 @@ class Mask:
                             fix='write {"tasks": [...], "layers": [...], "keep": [[0/1, ...], ...]}')
         tasks, layers, keep = data["tasks"], data["layers"], data["keep"]
         if not isinstance(tasks, list) or not all(isinstance(t, str) for t in tasks):
-            raise EnmpError("'tasks' must be a list of task names", where=where)
+            raise EnmpError("'tasks' must be a list of task names", where=where, fix=_MASK_FIX)
         if not isinstance(layers, list) or not all(isinstance(x, (int, str)) and not isinstance(x, bool)
                                                      for x in layers):
-            raise EnmpError("'layers' must be a list of layer indices", where=where)
+            raise EnmpError("'layers' must be a list of layer indices", where=where, fix=_MASK_FIX)
         if (not isinstance(keep, list) or len(keep) != len(tasks)
                 or any(not isinstance(r, list) or len(r) != len(layers) for r in keep)):
-            raise EnmpError(f"'keep' must be {len(tasks)} rows of {len(layers)} values", where=where)
+            raise EnmpError(f"'keep' must be {len(tasks)} rows of {len(layers)} values", where=where, fix=_MASK_FIX)
         if any(v not in (0, 1) or isinstance(v, float) for r in keep for v in r):
-            raise EnmpError("'keep' values must be 0 or 1", where=where)
+            raise EnmpError("'keep' values must be 0 or 1", where=where, fix=_MASK_FIX)
         return cls(tasks, layers, np.array(keep, dtype=bool).reshape(len(tasks), len(layers)))
 
     @classmethod
@@ -105,17 +106,19 @@ class Mask:
             data = json.loads(path.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise EnmpError(f"mask file is not valid JSON ({e.msg if hasattr(e, 'msg') else e})",
-                            where=str(path)) from None
+                            where=str(path), fix=_MASK_FIX) from None
         return cls.from_json(data, where=str(path))
 
     def check_matches(self, tasks: Sequence[str], layers: Sequence[GroupLabel], where: str = "--mask") -> "Mask":
         """Return this mask reordered to (tasks, layers); error if the names or sizes differ."""
         if sorted(self.tasks) != sorted(tasks) or len(set(self.tasks)) != len(self.tasks):
-            raise EnmpError(f"mask tasks {self.tasks} do not match the adapters {list(tasks)}", where=where)
+            raise EnmpError(f"mask tasks {self.tasks} do not match the adapters {list(tasks)}", where=where,
+                            fix="use a mask made for these adapters (names must match --adapter NAME=...)")
         norm = [str(x) for x in self.layers]
         if sorted(norm) != sorted(str(x) for x in layers):
             raise EnmpError(f"mask layers {self.layers} do not match the model's adapted layers "
-                            f"{list(layers)}", where=where)
+                            f"{list(layers)}", where=where,
+                            fix="use a mask made for this base model and grouping (see a run's mask.json)")
         rows = [self.tasks.index(t) for t in tasks]
         cols = [norm.index(str(x)) for x in layers]
         return Mask(list(tasks), list(layers), self.keep[np.ix_(rows, cols)])

@@ -17,11 +17,14 @@ def validate_params(method: str, params: MergeParams) -> None:
     """Reject out-of-range hyperparameters with one clear line (flag names match the CLI)."""
     info = get_method(method)
     if not (params.lam == params.lam) or abs(params.lam) == float("inf"):
-        raise EnmpError(f"λ must be a finite number, got {params.lam}", where="--lam")
+        raise EnmpError(f"λ must be a finite number, got {params.lam}", where="--lam",
+                        fix="pass a number such as 0.3 (the paper uses 0.1–1.2)")
     if not 0.0 < params.top_k <= 100.0:
-        raise EnmpError(f"top-k must be a percentage in (0, 100], got {params.top_k}", where="--top-k")
+        raise EnmpError(f"top-k must be a percentage in (0, 100], got {params.top_k}", where="--top-k",
+                        fix="pass the percent of entries kept, e.g. 80")
     if not 0.0 <= params.drop_rate < 1.0:
-        raise EnmpError(f"DARE drop rate must be in [0, 1), got {params.drop_rate}", where="--drop-rate")
+        raise EnmpError(f"DARE drop rate must be in [0, 1), got {params.drop_rate}", where="--drop-rate",
+                        fix="pass a probability such as 0.1")
     if params.inner is not None:
         if not info.inner_choices:
             raise EnmpError(f"method '{method}' takes no inner method", where="--inner",

@@ -63,7 +63,9 @@ def load_report(run_dir: str | Path) -> dict:
     try:
         report = json.loads(path.read_text())
     except json.JSONDecodeError:
-        raise EnmpError("report.json is not valid JSON", where=str(path)) from None
+        raise EnmpError("report.json is not valid JSON", where=str(path),
+                        fix="re-run `enmp search --resume` on the run directory to rewrite it") from None
     if not isinstance(report, dict) or not {"tasks", "expert", "base"} <= set(report):
-        raise EnmpError("report.json lacks tasks/expert/base", where=str(path))
+        raise EnmpError("report.json lacks tasks/expert/base", where=str(path),
+                        fix="pass a run directory written by `enmp search`")
     return report

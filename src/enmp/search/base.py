@@ -168,7 +168,7 @@ class Strategy(ABC):
         strategy = payload["strategy"]
         if not isinstance(strategy, cls):
             raise EnmpError(f"the saved search state is a '{strategy.name}' search, not '{cls.name}'",
-                            where="resume", fix="resume with the same --search or start afresh")
+                            where="resume", fix="resume with the same --strategy or start afresh")
         return strategy
 
 
@@ -191,6 +191,6 @@ def available_strategies() -> list[str]:
 
 def get_strategy(name: str) -> type[Strategy]:
     if name not in _REGISTRY:
-        raise EnmpError(f"unknown search strategy '{name}'", where="--search",
+        raise EnmpError(f"unknown search strategy '{name}'", where="--strategy / search.strategy",
                         fix=f"choose one of: {', '.join(available_strategies())}")
     return _REGISTRY[name]
