@@ -33,6 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))  # tiny.py / tiny_runs.py builders for the synthetic set-up
 
 from enmp.config import RunConfig, load_config  # noqa: E402
+from enmp.engine.evaluator import Evaluator  # noqa: E402
 from enmp.engine.run import SearchRun  # noqa: E402
 
 DEMO_CACHE = ROOT / ".cache" / "enmp-demo"
@@ -85,20 +86,36 @@ def synthetic_setup(root: Path) -> tuple[RunConfig, str]:
     return load_config(path), "synthetic (random BERT hidden 128 × 4 layers, 4 tasks × 192 val examples)"
 
 
+class TimedEvaluator(Evaluator):
+    """The in-process Evaluator, counting the wall and CPU time of its evaluations like the workers do."""
+
+    busy_seconds = busy_cpu_seconds = 0.0
+
+    def scores(self, *args, **kwargs):
+        t, c = time.perf_counter(), time.process_time()
+        try:
+            return super().scores(*args, **kwargs)
+        finally:
+            self.busy_seconds += time.perf_counter() - t
+            self.busy_cpu_seconds += time.process_time() - c
+
+
 def timed_run(cfg: RunConfig, out: Path, console: Console) -> dict:
     t0 = time.perf_counter()
-    run = SearchRun(cfg, out, show_progress=False, console=console)
+    factory = TimedEvaluator if cfg.parallel.workers == 1 else None
+    run = SearchRun(cfg, out, show_progress=False, console=console, evaluator_factory=factory)
     t1 = time.perf_counter()
     try:
         report = run.run()
     finally:
-        close = getattr(run.evaluator, "close", None)
-        if close:
-            close()
+        if hasattr(run.evaluator, "close"):
+            run.evaluator.close()
     t2 = time.perf_counter()
+    busy, cpu = run.evaluator.busy_seconds, run.evaluator.busy_cpu_seconds
     j = run.journal
     return {"setup_s": t1 - t0, "run_s": t2 - t1, "search_s": report["seconds"], "report": report,
-            "forward": report["forward_evaluations"], "evaluations": report["evaluations"],
+            "forward": report["forward_evaluations"], "busy_s": busy, "cpu_s": cpu,
+            "evaluations": report["evaluations"],
             "mask": report["pruned"],
             "history": [(h["best_fitness"], h["gen_best"], h["gen_mean"]) for h in j.history],
             "trace": [(e["keep"], e["fitness"]) for e in j.evaluations]}
@@ -142,15 +159,23 @@ def main() -> None:
             console.print(f"workers {workers}: set-up {r['setup_s']:.1f} s, search {r['search_s']:.1f} s, run "
                           f"{r['run_s']:.1f} s; {r['forward']} forward evaluations of {r['evaluations']}; "
                           f"{r['search_s'] / max(1, r['forward']):.2f} s per evaluated candidate")
+            wall = r["run_s"]
+            console.print(f"  evaluating: {r['busy_s']:.1f} s wall summed over workers = "
+                          f"{100 * r['busy_s'] / (workers * wall):.0f} % of {workers} × {wall:.1f} s; "
+                          f"{r['cpu_s']:.1f} CPU s ({100 * r['cpu_s'] / max(1e-9, r['busy_s']):.0f} % of that wall "
+                          "time on a core)")
     s, p = results[1], results[2]
     identical = s["mask"] == p["mask"] and s["history"] == p["history"] and s["trace"] == p["trace"]
     speedup = s["search_s"] / p["search_s"]
     end_to_end = (s["setup_s"] + s["run_s"]) / (p["setup_s"] + p["run_s"])
     console.print(f"[bold]speed-up (search loop): {speedup:.2f}×[/]; whole run incl. Ray start and worker "
                   f"loading: {end_to_end:.2f}×; identical best mask and fitness history: {identical}")
+    work = p["cpu_s"] / max(1e-9, s["cpu_s"])
+    console.print(f"CPU work of the 2-worker run vs the 1-worker run: {work:.2f}× (≈ 1 means no parallel "
+                  "overhead: a speed-up below 2× then comes from cores the workers could not get)")
     if speedup < 1.7:
-        console.print("[yellow]below the 1.7× target: the cores are shared, or candidates are too cheap for "
-                      "the dispatch overhead[/]")
+        console.print("[yellow]below the 1.7× target: other processes share these cores, or candidates are too "
+                      "cheap for the dispatch overhead[/]")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"workers": 2, "speedup": round(speedup, 3), "identical": bool(identical)}) + "\n")

@@ -161,3 +161,22 @@ def test_expert_scores_use_each_adapter_alone(ws):
     assert ev2.scores(keep, "val", tasks=[0])[ws.task_names[0]] == expert[ws.task_names[0]]
     ev.patcher.restore()
     ev2.patcher.restore()
+
+
+@pytest.mark.parametrize("family", ["bert", "llama", "clip"])
+def test_prefix_cache_is_exact_and_skips_layers(tmp_path, family):
+    cfg = load_config(make_run(tmp_path, family, n_tasks=3, n_val=12, n_test=8))
+    plain_cfg = cfg.model_copy(deep=True)
+    plain_cfg.eval.prefix_cache_mb = 0
+    fast, plain = build_workspace(cfg), build_workspace(plain_cfg)
+    assert fast.prefix_cache() is not None and plain.prefix_cache() is None
+    a, b = Evaluator(fast, "ties", MergeParams(lam=0.8, top_k=80)), Evaluator(plain, "ties", MergeParams(lam=0.8, top_k=80))
+    shape = a.shape
+    masks = _masks(shape, 10, seed=3)
+    last = np.ones(shape, bool)
+    last[:, -1] = False  # shares every layer but the last with the full merge
+    for keep in masks + [last]:
+        assert a.scores(keep, "val") == b.scores(keep, "val")
+    assert fast.prefix_cache().layers_skipped > 0
+    a.patcher.restore()
+    b.patcher.restore()

@@ -7,7 +7,7 @@ Relative paths in a config file are resolved against the file's directory, so a 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Literal, Optional, Union
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -30,6 +30,7 @@ class DataConfig(_Strict):
     text_pair: Optional[str] = None
     image: Optional[str] = None
     label: str = "label"
+    skip_labels: Optional[list[Union[int, str]]] = None  # rows to drop before sampling (e.g. SNLI's −1)
 
     @model_validator(mode="after")
     def _one_source(self):
@@ -82,6 +83,7 @@ class EvalConfig(_Strict):
     dtype: Literal["float32", "float16", "bfloat16"] = "float32"
     data_seed: int = 0
     cache_mb: int = Field(1024, ge=0)
+    prefix_cache_mb: int = Field(512, ge=0)  # hidden states of shared layer prefixes (0 turns it off)
     threads: Optional[int] = Field(None, ge=1)
 
 

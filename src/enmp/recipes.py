@@ -84,9 +84,9 @@ NLP = Setting(
     pooling="last",
     heads_dir="heads/llama3-8b",
     tasks=(
-        RecipeTask("snli", "snli", _pair("stanfordnlp/snli", "premise", "hypothesis", "validation", "test"), 3,
-                   _NLI3, note="SNLI marks pairs without a gold label with label -1 and KnOTS drops them; enmp "
-                               "has no example filter, so point data.hub at a copy without them (or local files)."),
+        RecipeTask("snli", "snli", {**_pair("stanfordnlp/snli", "premise", "hypothesis", "validation", "test"),
+                                    "skip_labels": [-1]}, 3,
+                   _NLI3, note="SNLI marks pairs without a gold label with label -1; like KnOTS we drop them."),
         RecipeTask("mnli", "mnli", _pair("SetFit/mnli", "text1", "text2", "validation[:20%]", "validation[20%:]"),
                    3, _NLI3, note="KnOTS splits the (matched) validation set 20 % val / 80 % test with a seeded "
                                   "shuffle (seed 42); a contiguous slice is used here, so the exact examples differ."),
@@ -106,7 +106,8 @@ NLP = Setting(
                    note="tsv_format labels are the strings 'entails' / 'neutral' (matched to the head's labels); "
                         "head row 2 masked."),
     ),
-    hyper={"ta": {"lam": 0.3}, "ties": {"lam": 1.2, "top_k": 80}, "dare_ties": {"lam": 1.1, "top_k": 80, "drop_rate": 0.1},
+    hyper={"ta": {"lam": 0.3}, "ties": {"lam": 1.2, "top_k": 80},
+           "dare_ties": {"lam": 1.1, "top_k": 80, "drop_rate": 0.1},
            "tsv": {"lam": 0.6}, "knots": {"lam": 1.1, "top_k": 90, "inner": "ties"},
            "core_space": {"lam": 0.5, "inner": "tsv"}},
     eval={"batch_size": 16, "max_length": 512, "dtype": "bfloat16", "device": "auto"},
@@ -148,7 +149,8 @@ VISION = Setting(
     tasks=tuple(RecipeTask(n, h, _image(hub, sub), c,
                            note="integer labels in the dataset's class order (the head's rows follow it)")
                 for n, h, hub, sub, c in _VISION),
-    hyper={"ta": {"lam": 0.1}, "ties": {"lam": 0.3, "top_k": 40}, "dare_ties": {"lam": 0.3, "top_k": 20, "drop_rate": 0.1},
+    hyper={"ta": {"lam": 0.1}, "ties": {"lam": 0.3, "top_k": 40},
+           "dare_ties": {"lam": 0.3, "top_k": 20, "drop_rate": 0.1},
            "tsv": {"lam": 0.3}, "knots": {"lam": 0.6, "top_k": 90, "inner": "ties"},
            "core_space": {"lam": 0.9, "inner": "tsv", "iso": True}},
     eval={"batch_size": 128, "dtype": "float32", "device": "auto"},
@@ -242,7 +244,8 @@ def _load_pickle(path: Path):
     except pickle.UnpicklingError as e:
         raise EnmpError(f"{path.name} holds more than tensors, so it was not loaded "
                         f"({str(e).splitlines()[0][:160]})", where=str(path),
-                        fix="re-save the heads as plain tensors (a {task: tensor} dict) in a trusted environment") from None
+                        fix="re-save the heads as plain tensors (a {task: tensor} dict) in a trusted "
+                            "environment") from None
     except Exception as e:
         raise EnmpError(f"cannot read {path.name} ({type(e).__name__})", where=str(path)) from None
 
@@ -251,7 +254,8 @@ def _head_from_state(sd: dict) -> Optional[tuple[torch.Tensor, Optional[torch.Te
     for stem in _HEAD_STEMS:
         for key, value in sd.items():
             k = key.replace(".modules_to_save.default", "").replace(".original_module", "")
-            if isinstance(value, torch.Tensor) and value.ndim == 2 and (k == f"{stem}.weight" or k.endswith(f".{stem}.weight")):
+            named = k == f"{stem}.weight" or k.endswith(f".{stem}.weight")
+            if named and isinstance(value, torch.Tensor) and value.ndim == 2:
                 bias = sd.get(key[: -len("weight")] + "bias")
                 return value, bias if isinstance(bias, torch.Tensor) else None
     return None

@@ -144,13 +144,15 @@ class BaseCheckpoint:
                 index.setdefault(module.rsplit(".", 1)[-1], []).append(module)
         return index
 
-    def find_weight(self, module_path: str) -> str | None:
+    def find_weight(self, module_path: str, shape: tuple[int, int] | None = None) -> str | None:
         """Base tensor name (``<module>.weight``) for a PEFT module path, or None if there is none.
 
         Model heads wrap the backbone under a prefix (``bert.``, ``model.``, ``vision_model.``) that the
         checkpoint may or may not have, so a base module matches when either path is a dotted suffix of the
         other. Preference: exact match, then the longest base path that is a suffix of the module, then a
-        unique base path that ends with the module. Two equally good candidates raise an EnmpError.
+        unique base path that ends with the module. When several are equally good, `shape` (the adapter's
+        d_out × d_in) picks the one that fits: a CLIP image-tower adapter (``encoder.layers.N...``) names
+        both towers of a full CLIP checkpoint. Still ambiguous → EnmpError.
         """
         candidates = self._modules_by_leaf.get(module_path.rsplit(".", 1)[-1], [])
         if module_path in candidates:
@@ -164,5 +166,9 @@ class BaseCheckpoint:
         if not shorter and not longer:
             return None
         options = sorted(longer + shorter)
+        if shape is not None:
+            fitting = [m for m in options if self.shapes.get(m + ".weight") == tuple(shape)]
+            if len(fitting) == 1:
+                return fitting[0] + ".weight"
         raise EnmpError(f"module '{module_path}' matches several base weights: {', '.join(options[:4])}",
                         where=str(self.dir), fix="use a base checkpoint whose tensor names match the adapter")

@@ -215,7 +215,7 @@ def _rekey_to_base(adapter: LoraAdapter, base: BaseCheckpoint) -> LoraAdapter:
     origin: dict[str, str] = {}
     declared = adapter.config.get("base_model_name_or_path")
     for module, f in adapter.factors.items():
-        weight = base.find_weight(module)
+        weight = base.find_weight(module, shape=(f.B.shape[0], f.A.shape[1]))
         if weight is None:
             raise EnmpError(f"adapter '{adapter.name}' adapts module '{module}', which the base model does not have",
                             where=adapter.source,

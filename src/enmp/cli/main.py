@@ -178,6 +178,20 @@ def report(run_dir: Path = typer.Argument(..., help="A run directory written by 
     print_report(load_report(run_dir), Console())
 
 
+@app.command("convert-heads")
+def convert_heads_cmd(
+    pt: List[Path] = typer.Argument(..., help="KnOTS heads.pt file(s) (read with weights_only=True)."),
+    out: Path = typer.Option(..., "--out", help="Directory for <task>/head.safetensors + head.json."),
+    setting: Optional[str] = typer.Option(None, "--setting", help="nlp or vision (default: guessed)."),
+):
+    """Convert pickled KnOTS heads to safetensors heads that run configs can point at."""
+    from ..recipes import convert_heads
+
+    for p in pt:
+        for task, d in convert_heads(p, out, setting=setting).items():
+            Console().print(f"{task}: {d / 'head.safetensors'}")
+
+
 @app.command()
 def demo(
     out: Path = typer.Option(Path("runs/demo"), "--out", help="Where runs go (one dir per method)."),

@@ -186,11 +186,12 @@ def wordnet_available(wn_dir: Path | None = None) -> bool:
     return all((d / f"data.{p}").is_file() for p in _POS)
 
 
-_WN_CACHE: dict[Path, list[tuple[str, str, list[str], str]]] = {}
+Synset = tuple[str, str, list[str], str, list[str]]
+_WN_CACHE: dict[Path, list[Synset]] = {}
 
 
-def _synsets(wn_dir: Path | None = None) -> list[tuple[str, str, list[str], str]]:
-    """(pos, lexname, lemmas, definition) for every synset; definition without the quoted examples."""
+def _synsets(wn_dir: Path | None = None) -> list[Synset]:
+    """(pos, lexname, lemmas, definition, usage examples) for every synset with a definition of 3+ words."""
     d = wn_dir or WORDNET_DIR
     if d in _WN_CACHE:
         return _WN_CACHE[d]
@@ -207,28 +208,42 @@ def _synsets(wn_dir: Path | None = None) -> list[tuple[str, str, list[str], str]
             n = int(f[3], 16)
             lemmas = [re.sub(r"\(.*\)$", "", w).replace("_", " ") for w in f[4:4 + 2 * n:2]]
             definition = _clean(gloss.split('; "')[0].split(';"')[0]).rstrip(";").strip()
+            examples = [_clean(e) for e in re.findall(r'"([^"]{8,})"', gloss)]
             if len(definition.split()) >= 3:
-                out.append((_POS[pos], _LEX[int(f[1])], lemmas, definition))
+                out.append((_POS[pos], _LEX[int(f[1])], lemmas, definition, examples))
     _WN_CACHE[d] = out
     return out
 
 
 def _wn_pos() -> Iterable[Row]:
-    for pos, _, _, d in _synsets():
+    for pos, _, _, d, _ in _synsets():
         yield d, None, pos, _key(d)
 
 
 def _wn_noun_cat() -> Iterable[Row]:
-    for pos, lex, _, d in _synsets():
+    for pos, lex, _, d, _ in _synsets():
         cat = lex.split(".")[1]
         if pos == "noun" and cat in _NOUN_CATS:
             yield d, None, cat, _key(d)
 
 
 def _wn_verb_cat() -> Iterable[Row]:
-    for pos, lex, _, d in _synsets():
+    for pos, lex, _, d, _ in _synsets():
         if pos == "verb" and lex != "verb.weather":  # weather: too few synsets to balance
             yield d, None, lex.split(".")[1], _key(d)
+
+
+def _wn_example_pos() -> Iterable[Row]:
+    """(usage example, word as it appears there) → part of speech: POS in context, a syntactic skill that
+    mean-pooled sentence embeddings mostly discard. The word is located by a prefix match of a lemma, so
+    inflected forms ("ran" is missed, "walked" is found) count; examples without a match are skipped."""
+    for pos, _, lemmas, _, examples in _synsets():
+        for ex in examples:
+            for lemma in lemmas:
+                m = re.search(r"\b(" + re.escape(lemma) + r"\w*)", ex, flags=re.IGNORECASE)
+                if m and len(lemma) >= 2:
+                    yield ex, m.group(1), pos, _key(ex)
+                    break
 
 
 def _wn_match() -> Iterable[Row]:
@@ -239,7 +254,7 @@ def _wn_match() -> Iterable[Row]:
     by_pos: dict[str, list[int]] = defaultdict(list)
     for i, s in enumerate(syn):
         by_pos[s[0]].append(i)
-    for pos, _, lemmas, d in syn:
+    for pos, _, lemmas, d, _ in syn:
         word = lemmas[0]
         if rng.random() < 0.5:
             yield word, d, "yes", _key(d)
@@ -273,6 +288,8 @@ TASKS: dict[str, tuple[Callable[[], Iterable[Row]], str, bool, str | None, str]]
                     "data.noun"),
     "wn_verb_cat": (_wn_verb_cat, "WordNet verb definition → lexicographer category", False, None,
                     "data.verb"),
+    "wn_example_pos": (_wn_example_pos, "(WordNet usage example, word in it) → part of speech of the word",
+                       True, None, "data.{noun,verb,adj,adv}"),
     "wn_match": (_wn_match, "(word, WordNet definition) → does it define the word", True, None,
                  "data.{noun,verb,adj,adv}"),
 }

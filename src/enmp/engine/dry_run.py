@@ -19,6 +19,7 @@ import json
 import random
 import tempfile
 import time
+import warnings
 from pathlib import Path
 from typing import Optional
 
@@ -139,20 +140,20 @@ def _tiny_adapter(base_dir: Path, arch: dict, info: dict, out: Path, seed: int, 
 
     torch.manual_seed(seed)
     common = dict(r=4, lora_alpha=4, lora_dropout=0.0, target_modules=list(arch["targets"]), init_lora_weights=False)
-    if arch["adapter_on"] == "sequence_classification":
-        n = max(3, n_labels)  # KnOTS trained every NLI expert with a 3-way head
-        labels = {i: f"LABEL_{i}" for i in range(n)}
-        model = transformers.LlamaForSequenceClassification(transformers.LlamaConfig(
-            **{**info["config"].to_dict(), "id2label": labels, "label2id": {v: k for k, v in labels.items()}}))
-        peft_model = get_peft_model(model, LoraConfig(task_type="SEQ_CLS", **common))
-    else:
-        full = info["config"]
-        if arch["model_type"] == "clip":
-            tower = transformers.CLIPModel(full).vision_model
-        else:
-            tower = transformers.CLIPVisionModelWithProjection(full).vision_model
-        peft_model = get_peft_model(tower, LoraConfig(**common))
-    peft_model.save_pretrained(str(out), safe_serialization=True)
+    with warnings.catch_warnings():  # transformers' deprecation notes from inside PEFT
+        warnings.simplefilter("ignore", FutureWarning)
+        if arch["adapter_on"] == "sequence_classification":
+            n = max(3, n_labels)  # KnOTS trained every NLI expert with a 3-way head
+            labels = {i: f"LABEL_{i}" for i in range(n)}
+            model = transformers.LlamaForSequenceClassification(transformers.LlamaConfig(
+                **{**info["config"].to_dict(), "id2label": labels, "label2id": {v: k for k, v in labels.items()}}))
+            peft_model = get_peft_model(model, LoraConfig(task_type="SEQ_CLS", **common))
+        else:  # KnOTS wraps CLIPModel.vision_model (module paths encoder.layers.N...)
+            full = info["config"]
+            owner = (transformers.CLIPModel if arch["model_type"] == "clip"
+                     else transformers.CLIPVisionModelWithProjection)
+            peft_model = get_peft_model(owner(full).vision_model, LoraConfig(**common))
+        peft_model.save_pretrained(str(out), safe_serialization=True)
 
 
 def _fake_rows(rng: random.Random, data: DataConfig, labels: list[str], n: int, image_dir: Optional[Path],
@@ -324,18 +325,28 @@ def dry_run(cfg: RunConfig, console: Optional[Console] = None, *, workdir: Optio
                 ok("experts scored alone: " + ", ".join(f"{t} {v:.0f}" for t, v in expert.items()))
                 step = "evaluating a merge"
                 full = ev.evaluate(np.ones(ev.shape, dtype=bool), "val")
-                strategy = make_strategy(cfg, ev.shape)
-                cand = strategy.ask()[0]
-                res = ev.evaluate(cand.mask, "val")
+                # The search's own first population; CMA-ES starts at the full merge, so when no candidate
+                # prunes anything yet, prune ⌊ρ·T·G⌋ random modules: the pruned merge path must run too.
+                cands = make_strategy(cfg, ev.shape).ask()
+                mask = max((c.mask for c in cands), key=lambda m: int((~m).sum()))
+                origin = f"first {cfg.search.strategy} population"
+                if mask.all():
+                    k = max(1, int(np.floor(cfg.search.rho * mask.size)))
+                    flat = np.ones(mask.size, dtype=bool)
+                    flat[np.random.default_rng(0).choice(mask.size, size=k, replace=False)] = False
+                    mask, origin = flat.reshape(mask.shape), "random"
+                res = ev.evaluate(mask, "val")
             except EnmpError as e:
-                raise EnmpError(f"failed while {step}: {e.line()}", where="--dry-run") from None
+                raise EnmpError(f"failed while {step} (on a tiny stand-in for {base_id}): {e.line()}",
+                                where="--dry-run") from None
             except Exception as e:  # a bug the real run would hit too: one line, not a traceback
                 msg = str(e).strip().splitlines()[0][:300] if str(e).strip() else ""
                 raise EnmpError(f"failed while {step}: {type(e).__name__}: {msg}", where="--dry-run") from None
             if res.error:
                 raise EnmpError(f"the candidate failed: {res.error}", where="--dry-run")
-            ok(f"merged and evaluated: full merge fitness {full.fitness:.1f}; first {cfg.search.strategy} candidate "
-               f"({int((~cand.mask).sum())} pruned) fitness {res.fitness:.1f} (random weights: numbers mean nothing)")
+            ok(f"merged and evaluated: full merge fitness {full.fitness:.1f}; a {origin} candidate pruning "
+               f"{int((~mask).sum())} of {mask.size} modules: fitness {res.fitness:.1f} (random weights: the numbers "
+               "mean nothing)")
     finally:
         if tmp_ctx is not None:
             tmp_ctx.cleanup()
@@ -343,4 +354,5 @@ def dry_run(cfg: RunConfig, console: Optional[Console] = None, *, workdir: Optio
     console.print(f"[bold green]dry run passed[/] in {seconds:.1f} s — not checked offline: hub ids and access, "
                   "real dataset columns and splits, real weights", highlight=False)
     return {"base": base_id, "tasks": [t.name for t in cfg.tasks], "classes": counts, "shape": ev.shape,
-            "fitness": res.fitness, "full_fitness": full.fitness, "seconds": seconds}
+            "fitness": res.fitness, "full_fitness": full.fitness, "n_pruned": int((~mask).sum()),
+            "seconds": seconds}

@@ -50,7 +50,20 @@ class Evaluator:
         self.patcher.apply(np.asarray(keep, dtype=bool), method or self.method, params or self.params)
         idx = range(len(self.ws.tasks)) if tasks is None else tasks
         data = self.ws.splits[split]
-        return {self.ws.tasks[i].name: accuracy(self.ws.tasks[i], self.ws.model, data[i]) for i in idx}
+        prefix = self.ws.prefix_cache() if split == "val" else None
+        if prefix is None:
+            return {self.ws.tasks[i].name: accuracy(self.ws.tasks[i], self.ws.model, data[i]) for i in idx}
+        signature = self.patcher.layer_signature(len(prefix.layers))
+        out = {}
+        for i in idx:
+            prefix.begin(split, i, signature)
+            try:
+                out[self.ws.tasks[i].name] = accuracy(self.ws.tasks[i], self.ws.model, data[i], prefix.set_batch)
+            except BaseException:
+                prefix.abort()
+                raise
+            prefix.commit()
+        return out
 
     def compute_expert(self, split: str) -> dict[str, float]:
         """Each expert alone (its LoRA at scale 1 in every layer) on its own task."""

@@ -28,6 +28,7 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+import time
 from collections import deque
 from typing import Optional, Sequence
 
@@ -88,10 +89,13 @@ class _Worker:
                 os._exit(1)  # test hook: the process dies in the middle of a candidate
         if self.error is not None:
             raise EnmpError(self.error)
+        started, cpu = time.perf_counter(), time.process_time()
         try:
-            return {"scores": self.ev.scores(keep, split, tasks, method, params)}
+            out = {"scores": self.ev.scores(keep, split, tasks, method, params)}
         except NumericalError as e:
-            return {"error": e.line()}
+            out = {"error": e.line()}
+        out["seconds"], out["cpu_seconds"] = time.perf_counter() - started, time.process_time() - cpu
+        return out
 
     def crash_after(self, n: int) -> None:
         """Test hook: exit the worker process (os._exit) while it evaluates its n-th next candidate."""
@@ -118,10 +122,14 @@ def start_ray(cfg: RunConfig) -> bool:
             ray.init(num_cpus=cfg.parallel.workers, include_dashboard=False, _node_ip_address=LOOPBACK,
                      object_store_memory=128 * 1024 ** 2, **common)
     except Exception as e:
-        where = f"--ray-address {address}" if address else "local Ray cluster"
-        raise EnmpError(f"cannot start Ray ({type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''})",
-                        where=where, fix="check the address (ray://host:10001 or host:6379) and that the "
-                                         "cluster runs the same Ray and Python versions") from None
+        detail = f"{type(e).__name__}: {str(e).splitlines()[0][:200]}" if str(e).strip() else type(e).__name__
+        if address:
+            raise EnmpError(f"cannot connect to Ray ({detail})", where=f"--ray-address {address}",
+                            fix="check the address (HOST:6379 or ray://HOST:10001), the cluster's auth token "
+                                "(RAY_AUTH_TOKEN or ~/.ray/auth_token) and that it runs the same Ray and Python "
+                                "versions") from None
+        raise EnmpError(f"cannot start a local Ray cluster ({detail})", where="--workers",
+                        fix="check free memory and /tmp space, or run with --workers 1") from None
     return True
 
 
@@ -175,8 +183,14 @@ class ParallelEvaluator:
         self._results: dict[tuple[str, bytes], CandidateResult] = {}
         self.forward_evaluations = 0
         self.restarts = 0
+        self.busy_seconds = 0.0  # time the workers spent evaluating (vs waiting), summed over workers
+        self.busy_cpu_seconds = 0.0  # CPU time of those evaluations (less than busy_seconds when cores are short)
         self.max_retries = max_retries
-        self._log = log or (lambda _msg: None)
+        if log is None:
+            from rich.console import Console
+
+            log = Console(stderr=True).log
+        self.log = log  # one line per event that changes the pool (a worker restarted)
         self._actors: list = []
         self._owns_ray = start_ray(self.cfg)
         try:
@@ -220,7 +234,7 @@ class ParallelEvaluator:
             pass
         self._actors[slot] = self._spawn()
         self.restarts += 1
-        self._log(f"worker {slot} died; restarted it and re-running its candidate")
+        self.log(f"worker {slot} died; restarted it and re-running its candidate")
 
     def close(self) -> None:
         """Stop the workers (and the local Ray cluster if this evaluator started it). Safe to call twice."""
@@ -259,6 +273,8 @@ class ParallelEvaluator:
                 slot, j = inflight.pop(ref)
                 try:
                     results[j] = ray.get(ref)
+                    self.busy_seconds += results[j].get("seconds", 0.0)
+                    self.busy_cpu_seconds += results[j].get("cpu_seconds", 0.0)
                 except RayActorError as e:
                     attempts[j] += 1
                     if attempts[j] > self.max_retries:
@@ -279,6 +295,15 @@ class ParallelEvaluator:
     @property
     def shape(self) -> tuple[int, int]:
         return (len(self.ws.tasks), len(self.ws.groups))
+
+    def scores(self, keep: np.ndarray, split: str = "val", tasks: Optional[Sequence[int]] = None,
+               method: Optional[str] = None, params: Optional[MergeParams] = None) -> dict[str, float]:
+        """Raw accuracy per task for the merge of `keep` (one worker; raises NumericalError on NaN/Inf)."""
+        (out,) = self._run([(np.asarray(keep, dtype=bool), split, None if tasks is None else list(tasks),
+                             method, params)])
+        if "error" in out:
+            raise NumericalError(out["error"])
+        return out["scores"]
 
     def compute_expert(self, split: str) -> dict[str, float]:
         """Each expert alone on its own task; the T experts run in parallel."""

@@ -60,6 +60,13 @@ class LivePatcher:
         return self.cache.get_or_compute(
             key, lambda: merge(method, self.adapters.deltas(target, list(kept)), params, target.shape))
 
+    def layer_signature(self, n_layers: int) -> list[tuple]:
+        """What each layer position currently holds (its matrices' kept sets and merge spec)."""
+        sig: list[list] = [[] for _ in range(n_layers)]
+        for target, state in zip(self.targets, self._applied):
+            sig[target.layer].append(state)
+        return [tuple(s) for s in sig]
+
     @torch.no_grad()
     def apply(self, keep: np.ndarray, method: str, params: MergeParams) -> int:
         """Patch the model to the merge of `keep` (T × G bools); returns how many matrices changed."""

@@ -229,7 +229,12 @@ def run_search(cfg: RunConfig, run_dir: str | Path, *, resume: bool = False, ove
                console: Optional[Console] = None, show_progress: bool = True, print_table: bool = True) -> dict:
     run = SearchRun(cfg, Path(run_dir), resume=resume, overwrite=overwrite, console=console,
                     show_progress=show_progress)
-    report = run.run()
+    try:
+        report = run.run()
+    finally:
+        close = getattr(run.evaluator, "close", None)  # Ray workers, when there are any
+        if close is not None:
+            close()
     if print_table:
         print_report(report, Console())
     return report

@@ -17,7 +17,8 @@ from ..evaluation import (CausalLMTask, ClassificationTask, ClipZeroShotTask, Pr
                           load_examples, load_head)
 from ..masking import group_labels
 from .cache import MergeCache
-from .patch import LivePatcher
+from .patch import LivePatcher, parameter_name
+from .prefix import PrefixCache, find_layer_list
 
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
@@ -116,6 +117,8 @@ class Workspace:
     processors: dict = field(default_factory=dict)  # task kind → tokenizer / image processor
 
     _patcher: Optional[LivePatcher] = None
+    _prefix: Optional[PrefixCache] = None
+    _prefix_checked: bool = False
 
     @property
     def task_names(self) -> list[str]:
@@ -127,6 +130,18 @@ class Workspace:
             self._patcher = LivePatcher(self.model, self.adapters, self.groups, self.cfg.search.grouping,
                                         MergeCache(cache_mb))
         return self._patcher
+
+    def prefix_cache(self) -> Optional[PrefixCache]:
+        """Layer-output cache for this model (None when disabled or the layer stack is not found)."""
+        if not self._prefix_checked:
+            self._prefix_checked = True
+            budget = self.cfg.eval.prefix_cache_mb
+            names = dict(self.model.named_parameters())
+            layer_list = find_layer_list(self.model, [parameter_name(names, t.weight) for t in self.adapters.targets],
+                                         [t.layer for t in self.adapters.targets]) if budget > 0 else None
+            if layer_list is not None and max(t.layer for t in self.adapters.targets) < len(layer_list):
+                self._prefix = PrefixCache(layer_list, budget)
+        return self._prefix
 
 
 def build_workspace(cfg: RunConfig, *, splits=("val", "test"),

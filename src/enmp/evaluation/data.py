@@ -101,6 +101,13 @@ def load_examples(cfg: DataConfig, split: str, labels: Sequence[str], *, max_sam
     src = f"{where} ({split})"
     if len(ds) == 0:
         raise EnmpError(f"the {split} split is empty", where=src, fix="provide labelled examples")
+    if cfg.skip_labels:
+        _column(ds, cfg.label, src, "label")  # a clear error when the column is missing
+        skip = {str(v) for v in cfg.skip_labels}
+        ds = ds.filter(lambda row: str(row[cfg.label]) not in skip)
+        if len(ds) == 0:
+            raise EnmpError(f"the {split} split is empty after dropping labels {cfg.skip_labels}", where=src,
+                            fix="check data.skip_labels")
     if max_samples is not None:
         if len(ds) < max_samples:
             raise EnmpError(f"the {split} split has {len(ds)} examples, fewer than the {max_samples} requested",

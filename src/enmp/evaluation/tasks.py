@@ -7,7 +7,7 @@ so evaluating a candidate costs only the forward passes.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import torch
 
@@ -72,6 +72,9 @@ class ClassificationTask(TaskKind):
     def prepare(self, ex, tokenizer, *, batch_size, max_length):
         if ex.texts is None:
             raise EnmpError("classification needs a text column", where=f"task '{self.name}'")
+        if tokenizer.pad_token_id is None:  # decoder tokenizers (Llama-3) ship without a pad token
+            tokenizer.pad_token = tokenizer.eos_token
+        tokenizer.padding_side = "right"  # "last" pooling reads the last real token of right-padded rows
         enc = tokenizer(ex.texts, ex.pairs, truncation=True, max_length=max_length)
         lengths = [len(ids) for ids in enc["input_ids"]]
         batches, labels = [], []
@@ -193,9 +196,12 @@ class CausalLMTask(TaskKind):
         return scores.argmax(-1)
 
 
-def accuracy(task: TaskKind, model: torch.nn.Module, split: PreparedSplit) -> float:
+def accuracy(task: TaskKind, model: torch.nn.Module, split: PreparedSplit,
+             before_batch: Optional[Callable[[int], None]] = None) -> float:
     correct = 0
     with torch.inference_mode():
-        for batch, y in zip(split.batches, split.labels):
+        for i, (batch, y) in enumerate(zip(split.batches, split.labels)):
+            if before_batch is not None:
+                before_batch(i)
             correct += int((task.predict(model, batch) == y).sum())
     return 100.0 * correct / max(1, split.n)
