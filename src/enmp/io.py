@@ -47,6 +47,16 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
 
+def read_json(path: Path, *, missing: EnmpError, corrupt: EnmpError) -> Any:
+    """Load a JSON file enmp wrote, turning a missing or damaged file into the caller's one-line error."""
+    if not path.is_file():
+        raise missing
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise corrupt from None
+
+
 def check_output_dir(path: str | os.PathLike, overwrite: bool, *, flag: str = "--out") -> Path:
     """Refuse to clobber: an existing non-empty dir needs --overwrite; a file in the way is always an error."""
     path = Path(path)

@@ -17,7 +17,7 @@ from typing import Optional
 import numpy as np
 
 from ..errors import EnmpError
-from ..io import atomic_write_bytes, atomic_write_json, atomic_write_text
+from ..io import atomic_write_bytes, atomic_write_json, atomic_write_text, read_json
 
 STATE_DIR = "state"
 
@@ -72,14 +72,11 @@ class Journal:
     @classmethod
     def load(cls, run_dir: Path) -> "Journal":
         path = run_dir / STATE_DIR / "journal.json"
-        if not path.is_file():
-            raise EnmpError(f"{run_dir} has no saved search state ({STATE_DIR}/journal.json)", where="--resume",
-                            fix="pass a run directory of an interrupted `enmp search`, or start a new run")
-        try:
-            data = json.loads(path.read_text())
-        except json.JSONDecodeError:
-            raise EnmpError("the search journal is corrupt", where=str(path),
-                            fix="start the run again without --resume") from None
+        data = read_json(path, missing=EnmpError(
+            f"{run_dir} has no saved search state ({STATE_DIR}/journal.json)", where="--resume",
+            fix="pass a run directory of an interrupted `enmp search`, or start a new run"),
+            corrupt=EnmpError("the search journal is corrupt", where=str(path),
+                              fix="start the run again without --resume"))
         journal = cls(run_dir, data["generation"], data["evaluations"], data["history"], data["expert"],
                       data["base"], data["seconds"], data["strategy_file"])
         if journal.strategy_file and not (journal.state_dir / journal.strategy_file).is_file():

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
 from ..errors import EnmpError
+from ..io import read_json
 
 _ROWS = (("expert", "expert"), ("base", "base merge"), ("enmp", "+ ENMP"), ("random", "+ random"),
          ("greedy", "+ greedy"))
@@ -57,14 +57,11 @@ def print_report(report: dict, console: Console | None = None) -> None:
 
 def load_report(run_dir: str | Path) -> dict:
     path = Path(run_dir) / "report.json"
-    if not path.is_file():
-        raise EnmpError(f"{path} not found", where="enmp report",
-                        fix="pass a run directory written by `enmp search` (it may still be running)")
-    try:
-        report = json.loads(path.read_text())
-    except json.JSONDecodeError:
-        raise EnmpError("report.json is not valid JSON", where=str(path),
-                        fix="re-run `enmp search --resume` on the run directory to rewrite it") from None
+    report = read_json(path, missing=EnmpError(
+        f"{path} not found", where="enmp report",
+        fix="pass a run directory written by `enmp search` (it may still be running)"),
+        corrupt=EnmpError("report.json is not valid JSON", where=str(path),
+                          fix="re-run `enmp search --resume` on the run directory to rewrite it"))
     if not isinstance(report, dict) or not {"tasks", "expert", "base"} <= set(report):
         raise EnmpError("report.json lacks tasks/expert/base", where=str(path),
                         fix="pass a run directory written by `enmp search`")
