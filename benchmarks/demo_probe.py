@@ -157,8 +157,16 @@ def main() -> None:
     if not args.no_probe:
         t = time.perf_counter()
         patch.set([0.0] * T)  # the plain base
-        probe = [linear_probe(base_dir, args.work / "data" / n, max_len=args.max_len, seed=args.seed,
-                              base=(tok, model))["test_acc"] for n in names]
+        cache_p = args.work / "probe.json"
+        cache = json.loads(cache_p.read_text()) if cache_p.is_file() else {}
+        probe = []
+        for n in names:
+            key = f"{n}|{args.max_len}|{args.seed}|{json.dumps(man_seed['sizes'], sort_keys=True)}"
+            if key not in cache:
+                cache[key] = linear_probe(base_dir, args.work / "data" / n, max_len=args.max_len,
+                                          seed=args.seed, base=(tok, model))["test_acc"]
+                atomic_write_json(cache_p, cache)
+            probe.append(cache[key])
         times["probe_s"] = round(time.perf_counter() - t, 2)
         report["probe_test"] = probe
 

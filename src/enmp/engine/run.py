@@ -56,7 +56,7 @@ class SearchRun:
     def __init__(self, cfg: RunConfig, run_dir: Path, *, resume: bool = False, overwrite: bool = False,
                  console: Optional[Console] = None, evaluator_factory: Optional[Callable] = None,
                  show_progress: bool = True, workspace: Optional[Workspace] = None,
-                 expert: Optional[dict] = None):
+                 expert: Optional[dict] = None, base: Optional[dict] = None):
         self.cfg, self.run_dir, self.resume = cfg, Path(run_dir), resume
         self.console = console or Console(stderr=True)
         self.show_progress = show_progress
@@ -70,8 +70,9 @@ class SearchRun:
         self.evaluator = factory(self.ws, cfg.merge.method, self.params, cfg.eval.cache_mb)
         make_strategy(cfg, self.evaluator.shape)  # settings are checked before anything is written
         self.journal = Journal.load(self.run_dir) if resume else Journal(self.run_dir)
-        if expert and not resume:
-            self.journal.expert = {split: dict(scores) for split, scores in expert.items()}
+        if not resume:  # scores the caller already has for this exact merge (split → task → accuracy)
+            self.journal.expert = {split: dict(scores) for split, scores in (expert or {}).items()}
+            self.journal.base = {split: dict(scores) for split, scores in (base or {}).items()}
 
     def _log(self, msg: str) -> None:
         self.console.log(msg) if self.show_progress else None
