@@ -9,10 +9,8 @@ also run as real `enmp` subprocesses, concurrently, to prove the same end to end
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import hashlib
-import io
 import json
 import os
 import re
@@ -28,11 +26,9 @@ import torch
 import yaml
 from safetensors.torch import load_file, save_file
 
-from enmp.cli.main import main
 from tiny import make_lora_adapter, make_tiny_bert, make_tiny_llama
-from tiny_runs import make_run
+from tiny_runs import ANSI, cli, make_run
 
-ANSI = re.compile(r"\x1b\[[0-9;]*m")
 TRACE_LINE = re.compile(r"^\s*(Traceback|File \"|\w+(Error|Exception):)")
 
 
@@ -72,15 +68,6 @@ def env(tmp_path_factory) -> Env:
     return Env(tmp_path_factory.mktemp("inputs"))
 
 
-def cli(*args) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            main([str(a) for a in args])
-            code = 0
-        except SystemExit as e:
-            code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-    return code, ANSI.sub("", out.getvalue()), ANSI.sub("", err.getvalue())
 
 
 def snapshot(*roots: Path) -> dict[str, tuple[str, int]]:

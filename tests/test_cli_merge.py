@@ -7,8 +7,6 @@ against the base checkpoint and against PEFT's own merge_and_unload, never again
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import math
 import os
@@ -21,10 +19,9 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from enmp.cli.main import main
+from tiny_runs import cli
 from tiny import FAMILIES, load_tiny_model, make_lora_adapter, make_task_set, peft_merged_state
 
-ANSI = re.compile(r"\x1b\[[0-9;]*m")
 # Per family: the adapted projections' leaf names used by rank_pattern / alpha_pattern adapters.
 PATTERN_KEYS = {"bert": ("query", "value"), "llama": ("q_proj", "v_proj"), "clip": ("q_proj", "v_proj")}
 METHODS = {  # test id → CLI flags
@@ -45,16 +42,6 @@ METHODS = {  # test id → CLI flags
 
 
 # ----------------------------------------------------------------------------------------------- helpers
-def cli(*args) -> tuple[int, str, str]:
-    """Run `enmp ARGS` in-process; returns (exit code, stdout, stderr) with colour codes stripped."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            main([str(a) for a in args])
-            code = 0
-        except SystemExit as e:
-            code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-    return code, ANSI.sub("", out.getvalue()), ANSI.sub("", err.getvalue())
 
 
 def ok(*args) -> str:

@@ -6,9 +6,12 @@ patching, outputs) exactly as a real run would, in seconds.
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import io
 import json
 import random
+import re
 from pathlib import Path
 
 import torch
@@ -88,3 +91,20 @@ def make_run(tmp_path: Path, family: str = "bert", n_tasks: int = 3, n_val: int 
     path = tmp_path / "run.yaml"
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
     return path
+
+
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def cli(*args) -> tuple[int, str, str]:
+    """Run `enmp ARGS` in-process; returns (exit code, stdout, stderr) with colour codes stripped."""
+    from enmp.cli.main import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            main([str(a) for a in args])
+            code = 0
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    return code, ANSI.sub("", out.getvalue()), ANSI.sub("", err.getvalue())

@@ -5,14 +5,13 @@ from __future__ import annotations
 import shutil
 import time
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Callable, Optional
 
 import numpy as np
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ..config import RunConfig
-from ..errors import EnmpError
 from ..evaluation import fitness, summary
 from ..io import atomic_dir, atomic_write_json, atomic_write_text, check_output_dir
 from ..masking import Mask
