@@ -7,7 +7,6 @@ patching, outputs) exactly as a real run would, in seconds.
 from __future__ import annotations
 
 import contextlib
-import csv
 import io
 import json
 import random
@@ -18,6 +17,7 @@ import torch
 import yaml
 from safetensors.torch import save_file
 
+from enmp.engine.dry_run import write_csv
 from tiny import WORDS, make_task_set
 
 HIDDEN = 32
@@ -26,14 +26,6 @@ HIDDEN = 32
 def _sentences(rng: random.Random, n: int) -> list[str]:
     vocab = [w for w in WORDS if w.isalpha() and len(w) > 1]
     return [" ".join(rng.choice(vocab) for _ in range(rng.randint(3, 9))) for _ in range(n)]
-
-
-def _write_csv(path: Path, rows: list[dict]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
 
 
 def _write_images(root: Path, rng: random.Random, n: int) -> list[str]:
@@ -67,7 +59,7 @@ def make_run(tmp_path: Path, family: str = "bert", n_tasks: int = 3, n_val: int 
                 rows = [{"image": p, "label": rng.choice(labels)} for p in images]
             else:
                 rows = [{"text": s, "label": rng.choice(labels)} for s in _sentences(rng, n)]
-            _write_csv(tmp_path / "data" / name / f"{split}.csv", rows)
+            write_csv(tmp_path / "data" / name / f"{split}.csv", rows)
             files[split] = f"data/{name}/{split}.csv"
         entry["data"] = {"files": files, "text": None if family == "clip" else "text",
                          "image": "image" if family == "clip" else None}

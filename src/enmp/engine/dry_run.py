@@ -179,7 +179,8 @@ def _fake_rows(rng: random.Random, data: DataConfig, labels: list[str], n: int, 
     return rows
 
 
-def _write_csv(path: Path, rows: list[dict]) -> None:
+def write_csv(path: Path, rows: list[dict]) -> None:
+    """Rows of dicts as a CSV with a header (fake examples for dry runs and tests)."""
     import csv
 
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -299,7 +300,7 @@ def dry_run(cfg: RunConfig, console: Optional[Console] = None, *, workdir: Optio
                         img.mkdir(parents=True)
                     rows = _fake_rows(rng, tc.data, labels, n_examples, img, by_name)
                     path = root / "data" / tc.name / f"{split}.csv"
-                    _write_csv(path, rows)
+                    write_csv(path, rows)
                     files[split] = str(path)
                 d = tc.data
                 tc.adapter = str(adir)
