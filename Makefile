@@ -45,6 +45,7 @@ bench: $(VENV)/.dev
 	$(PY) benchmarks/engine.py
 	$(PY) benchmarks/quality.py
 	$(PY) benchmarks/parallel.py
+	$(PY) benchmarks/search_efficiency.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -93,6 +93,7 @@ def main() -> None:
     ap.add_argument("--tasks", default=None, help="comma list; default: the demo's default task set")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--train-size", type=int, default=1600)
+    ap.add_argument("--val-size", type=int, default=150)
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--head-lr", type=float, default=1e-2)
@@ -109,7 +110,7 @@ def main() -> None:
     times = report["times"]
 
     t = time.perf_counter()
-    tasks = build_demo_data(args.work / "data", seed=args.seed, sizes={"train": args.train_size},
+    tasks = build_demo_data(args.work / "data", seed=args.seed, sizes={"train": args.train_size, "val": args.val_size},
                             tasks=args.tasks.split(",") if args.tasks else None)
     times["data_build_s"] = round(time.perf_counter() - t, 2)
     names = [tk.name for tk in tasks]
@@ -195,7 +196,7 @@ def main() -> None:
         v = evaluate(model, heads, encs, "val")
         prunes.append({"task": names[i], "layer": l, "val_norm": mean(norm(v, exp["val"])), "mask": mask})
     prunes.sort(key=lambda p: -p["val_norm"])
-    for p in prunes[:6]:
+    for p in prunes[:8]:
         patch.set([best] * T, p["mask"])
         p["test_norm"] = mean(norm(evaluate(model, heads, encs, "test"), exp["test"]))
     pos = [p for p in prunes if p["val_norm"] > base_v]
@@ -219,7 +220,7 @@ def main() -> None:
     print(f"{'mean norm test':34s}" + " " * 7 + " ".join(f"{ta[l]['test_norm']:6.1f}" for l in LAMBDAS))
     print(f"best λ (val) {best}: val {base_v:.2f} test {ta[best]['test_norm']:.2f}")
     print(f"single-module prunings helping val: {len(pos)}/{len(prunes)}; best:")
-    for p in prunes[:6]:
+    for p in prunes[:8]:
         dv, dt = p["val_norm"] - base_v, p["test_norm"] - ta[best]["test_norm"]
         print(f"  drop {p['task']:16s} L{p['layer']}: val {dv:+.2f} test {dt:+.2f}")
     if greedy:

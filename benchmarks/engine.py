@@ -5,9 +5,12 @@ all in one run on the demo model and tasks:
   (a) naive  — what the reference code does per candidate: copy the base model, merge every layer from
                scratch, tokenise the data, evaluate;
   (b) engine — one live model patched in place, merge cache warm after a first generation;
-  (c) forward — the unpatched model over the same (pre-tokenised) validation data.
-Prints engine/forward and naive/engine per method, checks (a) and (b) give the same fitness, and writes
-benchmarks/results/engine.json. Usage: python benchmarks/engine.py [--masks N] [--methods ta,ties]
+  (c) forward — one plain forward pass of the model over the same (pre-tokenised) validation data.
+The three are timed interleaved, mask by mask (medians), so a machine whose load drifts affects all alike.
+Prints engine/forward, naive/engine and rebuild/patch (the naive path's copy + merge + tokenise time over
+the engine's merge + patch time: the part the engine replaces) per method, checks (a) and (b) give the
+same fitness, and writes benchmarks/results/engine.json.
+Usage: python benchmarks/engine.py [--masks N] [--naive N] [--methods ta,ties]
 """
 
 from __future__ import annotations
@@ -63,7 +66,9 @@ def candidate_masks(shape, n, seed, exclude=()):
 
 
 def naive_fitness(ws, pristine, method, params, keep, expert):
-    """Rebuild everything for one candidate, as the reference implementation does."""
+    """Rebuild everything for one candidate, as the reference implementation does; returns the fitness and
+    the seconds spent before the forward passes (model copy, merge, tokenisation)."""
+    started = time.perf_counter()
     model = copy.deepcopy(pristine)
     names = dict(model.named_parameters())
     groups = [str(g) for g in ws.groups]
@@ -73,14 +78,15 @@ def naive_fitness(ws, pristine, method, params, keep, expert):
             delta = merge(method, ws.adapters.deltas(target, kept), params, target.shape)
             p = names[parameter_name(names, target.weight)]
             p.copy_((p.float() + delta).to(p.dtype))
-    scores = {}
+    splits = []
     for tc, task in zip(ws.cfg.tasks, ws.tasks):
         ex = load_examples(tc.data, "val", task.head.labels, max_samples=ws.cfg.eval.val_samples,
                            seed=ws.cfg.eval.data_seed, where=tc.name)
-        split = task.prepare(ex, ws.processors[tc.kind], batch_size=ws.cfg.eval.batch_size,
-                             max_length=ws.cfg.eval.max_length)
-        scores[task.name] = accuracy(task, model, split)
-    return fitness(scores, expert)
+        splits.append(task.prepare(ex, ws.processors[tc.kind], batch_size=ws.cfg.eval.batch_size,
+                                   max_length=ws.cfg.eval.max_length))
+    rebuild_s = time.perf_counter() - started
+    scores = {task.name: accuracy(task, model, split) for task, split in zip(ws.tasks, splits)}
+    return fitness(scores, expert), rebuild_s
 
 
 def forward_only(ws):
@@ -92,6 +98,7 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--masks", type=int, default=24)
     ap.add_argument("--methods", default=",".join(METHODS))
+    ap.add_argument("--naive", type=int, default=8, help="masks also timed on the naive path")
     ap.add_argument("--cache", default=".cache/enmp-demo")
     ap.add_argument("--out", default="benchmarks/results/engine.json")
     args = ap.parse_args()
@@ -103,41 +110,52 @@ def main() -> int:
     warm = candidate_masks(shape, 16, seed=1)
     masks = candidate_masks(shape, args.masks, seed=2, exclude=warm)
     rows, results = [], {}
+    n_naive = min(len(masks), args.naive)  # the naive path is slow: time it on a subset, compare fitness there
     for name in args.methods.split(","):
         params = METHODS[name]
         ev = Evaluator(ws, name, params, cfg.eval.cache_mb)
         expert = ev.compute_expert("val")
         for keep in warm:  # generation 1 warms the merge cache
             ev.evaluate(keep)
-        # forward baseline measured next to each engine timing: the machine's load drifts between methods
-        ev.patcher.restore()  # the plain forward runs the unpatched model (no prefix plan is active here)
-        t = time.perf_counter()
-        for _ in range(max(4, len(masks) // 4)):
+        # Interleaved per mask (forward, engine, naive) so load drift on a shared machine hits all three
+        # alike. The forward runs the live model as it stands without the prefix cache: weights do not change
+        # its cost, and restoring the base first would make the next candidate re-patch every matrix.
+        t_fwd, t_patch, t_eng, t_rebuild, t_naive, engine_fit, naive_fit = [], [], [], [], [], [], []
+        for i, keep in enumerate(masks):
+            t = time.perf_counter()
             forward_only(ws)
-        forward_s = (time.perf_counter() - t) / max(4, len(masks) // 4)
-        t = time.perf_counter()
-        engine_fit = [ev.evaluate(keep).fitness for keep in masks]
-        engine_s = (time.perf_counter() - t) / len(masks)
-        n_naive = min(len(masks), 6)  # the naive path is slow; time a subset, compare fitness on it
-        t = time.perf_counter()
-        naive_fit = [naive_fitness(ws, pristine, name, params, keep, expert) for keep in masks[:n_naive]]
-        naive_s = (time.perf_counter() - t) / n_naive
+            t_fwd.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            ev.patcher.apply(keep, name, params)  # the merge + patch part of the engine's work
+            t_patch.append(time.perf_counter() - t)
+            engine_fit.append(ev.evaluate(keep).fitness)
+            t_eng.append(time.perf_counter() - t)
+            if i < n_naive:
+                t = time.perf_counter()
+                fit, rebuild_s = naive_fitness(ws, pristine, name, params, keep, expert)
+                t_naive.append(time.perf_counter() - t)
+                t_rebuild.append(rebuild_s)
+                naive_fit.append(fit)
         same = all(abs(a - b) <= 1e-6 for a, b in zip(naive_fit, engine_fit))
         ev.patcher.restore()
         ev.cache.clear()
+        forward_s, engine_s, naive_s = (float(np.median(x)) for x in (t_fwd, t_eng, t_naive))
+        patch_s, rebuild_s = float(np.median(t_patch)), float(np.median(t_rebuild))
         results[name] = {"engine_over_forward": engine_s / forward_s, "naive_over_engine": naive_s / engine_s,
                          "same_fitness": same, "peak_rss_mb": peak_rss_mb(), "engine_s": engine_s,
-                         "naive_s": naive_s, "forward_s": forward_s}
+                         "naive_s": naive_s, "forward_s": forward_s, "engine_patch_s": patch_s,
+                         "naive_rebuild_s": rebuild_s, "rebuild_over_patch": rebuild_s / max(patch_s, 1e-9),
+                         "naive_masks": n_naive}
         rows.append(name)
         console.log(f"{name}: engine/forward {engine_s / forward_s:.3f}, naive/engine {naive_s / engine_s:.2f}, "
-                    f"same fitness {same}")
+                    f"rebuild/patch {rebuild_s / max(patch_s, 1e-9):.1f}, same fitness {same}")
     table = Table(title=f"engine benchmark — {len(masks)} distinct candidate masks per method")
-    for col in ("method", "engine/forward", "naive/engine", "same fitness", "peak RSS MB"):
+    for col in ("method", "engine/forward", "naive/engine", "rebuild/patch", "same fitness", "peak RSS MB"):
         table.add_column(col, justify="right")
     for name in rows:
         r = results[name]
         table.add_row(name, f"{r['engine_over_forward']:.3f}", f"{r['naive_over_engine']:.2f}",
-                      str(r["same_fitness"]), f"{r['peak_rss_mb']:.0f}")
+                      f"{r['rebuild_over_patch']:.1f}", str(r["same_fitness"]), f"{r['peak_rss_mb']:.0f}")
     console.print(table)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps({"masks": len(masks), "methods": results},

@@ -94,7 +94,7 @@ def test_a_killed_worker_is_restarted_and_the_run_finishes_the_same(setup, seria
     pool = first.evaluator
     pool.clear_cache()
     pids = pool.worker_pids()
-    pool.crash_worker(0, after=4)  # worker 0 os._exit()s in the middle of its 4th candidate from now
+    pool.crash_worker(0, after=4)  # worker 0 os._exit()s in the middle of its 4th job (one task of a candidate)
     run = SearchRun(cfg2, root / "crash", show_progress=False, evaluator_factory=lambda *a: pool)
     run.run()
     assert pool.restarts == 1

