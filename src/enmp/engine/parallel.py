@@ -102,6 +102,13 @@ class _Worker:
         self.crash_in = int(n)
 
 
+def _combine(outs: Sequence[dict]) -> tuple[dict[str, float], Optional[str]]:
+    """Per-task job results of one candidate → (scores in job order, first error or None): the first
+    failing task in order, which is where the serial evaluator would have stopped."""
+    error = next((o["error"] for o in outs if "error" in o), None)
+    return ({} if error is not None else {n: v for o in outs for n, v in o["scores"].items()}), error
+
+
 # ------------------------------------------------------------------------------------------ Ray setup
 def start_ray(cfg: RunConfig) -> bool:
     """Connect to `parallel.ray_address` or start a quiet local cluster; True if this call started Ray."""
@@ -301,11 +308,9 @@ class ParallelEvaluator:
         """Raw accuracy per task for the merge of `keep`, one job per task (raises NumericalError on NaN/Inf)."""
         keep = np.asarray(keep, dtype=bool)
         idx = range(len(self.ws.tasks)) if tasks is None else tasks
-        scores: dict[str, float] = {}
-        for out in self._run([(keep, split, [t], method, params) for t in idx]):
-            if "error" in out:
-                raise NumericalError(out["error"])
-            scores.update(out["scores"])
+        scores, error = _combine(self._run([(keep, split, [t], method, params) for t in idx]))
+        if error is not None:
+            raise NumericalError(error)
         return scores
 
     def compute_expert(self, split: str) -> dict[str, float]:
@@ -316,11 +321,9 @@ class ParallelEvaluator:
             keep = np.zeros((T, G), dtype=bool)
             keep[t] = True
             jobs.append((keep, split, [t], "ta", MergeParams(lam=1.0)))
-        out: dict[str, float] = {}
-        for r in self._run(jobs):
-            if "error" in r:
-                raise NumericalError(r["error"])
-            out.update(r["scores"])
+        out, error = _combine(self._run(jobs))
+        if error is not None:
+            raise NumericalError(error)
         self.expert[split] = {name: out[name] for name in self.ws.task_names}
         return self.expert[split]
 
@@ -341,12 +344,10 @@ class ParallelEvaluator:
             n_tasks = len(self.ws.tasks)
             outs = self._run([(keep, split, [t], None, None) for keep in todo.values() for t in range(n_tasks)])
             for c, key in enumerate(todo):
-                parts = outs[c * n_tasks:(c + 1) * n_tasks]
-                error = next((o["error"] for o in parts if "error" in o), None)
+                scores, error = _combine(outs[c * n_tasks:(c + 1) * n_tasks])
                 if error is not None:
                     res = CandidateResult({}, float("-inf"), error)
                 else:
-                    scores = {name: score for o in parts for name, score in o["scores"].items()}
                     res = CandidateResult(scores, fitness(scores, self.expert[split]))
                 self._results[key] = res
                 self.forward_evaluations += 1
