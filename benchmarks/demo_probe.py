@@ -8,6 +8,7 @@ here, self-contained, by patching the base weights in place (no model copies), s
 on the library's merge module.
 
     python benchmarks/demo_probe.py --work runs/demo-probe [--tasks a,b,c] [--epochs 2] [--lr 2e-3]
+(small --train-size/--val-size/--test-size, --epochs 1, --no-probe and --n-prune 2 make a seconds-long check)
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from enmp.demo.data import build_demo_data  # noqa: E402
 from enmp.demo.train import Encoded, accuracy, linear_probe, load_base, set_threads, train_expert  # noqa: E402
-from enmp.io import atomic_write_json  # noqa: E402
+from enmp.atomic_files import atomic_write_json  # noqa: E402
 
 LAMBDAS = (0.2, 0.3, 0.5, 0.7, 1.0)
 
@@ -94,6 +95,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--train-size", type=int, default=1600)
     ap.add_argument("--val-size", type=int, default=150)
+    ap.add_argument("--test-size", type=int, default=400)
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--head-lr", type=float, default=1e-2)
@@ -110,7 +112,8 @@ def main() -> None:
     times = report["times"]
 
     t = time.perf_counter()
-    tasks = build_demo_data(args.work / "data", seed=args.seed, sizes={"train": args.train_size, "val": args.val_size},
+    sizes = {"train": args.train_size, "val": args.val_size, "test": args.test_size}
+    tasks = build_demo_data(args.work / "data", seed=args.seed, sizes=sizes,
                             tasks=args.tasks.split(",") if args.tasks else None)
     times["data_build_s"] = round(time.perf_counter() - t, 2)
     names = [tk.name for tk in tasks]

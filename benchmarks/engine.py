@@ -10,7 +10,8 @@ The three are timed interleaved, mask by mask (medians), so a machine whose load
 Prints engine/forward, naive/engine and rebuild/patch (the naive path's copy + merge + tokenise time over
 the engine's merge + patch time: the part the engine replaces) per method, checks (a) and (b) give the
 same fitness, and writes benchmarks/results/engine.json.
-Usage: python benchmarks/engine.py [--masks N] [--naive N] [--methods ta,ties]
+Usage: python benchmarks/engine.py [--masks N] [--naive N] [--methods ta,ties] [--synthetic]
+(--synthetic: a tiny random model instead of the demo cache, to check the benchmark runs; times mean nothing)
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import copy
 import json
 import resource
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -29,12 +31,13 @@ from rich.console import Console
 from rich.table import Table
 
 from enmp.demo.run import prepare_demo
-from enmp.engine.evaluator import Evaluator
+from enmp.engine.local import LocalEvaluator
 from enmp.engine.patch import parameter_name
 from enmp.engine.workspace import build_workspace
 from enmp.evaluation import accuracy, fitness, load_examples
 from enmp.masking import decode
 from enmp.merging import MergeParams, merge
+from synthetic import QUICK, synthetic_setup  # benchmarks/synthetic.py
 
 METHODS = {
     "ta": MergeParams(lam=0.3),
@@ -101,9 +104,14 @@ def main() -> int:
     ap.add_argument("--naive", type=int, default=8, help="masks also timed on the naive path")
     ap.add_argument("--cache", default=".cache/enmp-demo")
     ap.add_argument("--out", default="benchmarks/results/engine.json")
+    ap.add_argument("--synthetic", action="store_true", help="tiny random model and data, not the demo cache")
     args = ap.parse_args()
     console = Console()
-    cfg, _, _ = prepare_demo(Path(args.cache), console=console)
+    if args.synthetic:
+        tmp = tempfile.TemporaryDirectory(prefix="enmp-bench-engine-")  # removed when main returns
+        cfg, _ = synthetic_setup(Path(tmp.name), **QUICK)
+    else:
+        cfg, _, _ = prepare_demo(Path(args.cache), console=console)
     ws = build_workspace(cfg)
     pristine = copy.deepcopy(ws.model)
     shape = (len(ws.tasks), len(ws.groups))
@@ -113,7 +121,7 @@ def main() -> int:
     n_naive = min(len(masks), args.naive)  # the naive path is slow: time it on a subset, compare fitness there
     for name in args.methods.split(","):
         params = METHODS[name]
-        ev = Evaluator(ws, name, params, cfg.eval.cache_mb)
+        ev = LocalEvaluator(ws, name, params)
         expert = ev.compute_expert("val")
         for keep in warm:  # generation 1 warms the merge cache
             ev.evaluate(keep)

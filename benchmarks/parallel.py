@@ -7,8 +7,8 @@ two runs give the same best mask and fitness history, and writes benchmarks/resu
 
 Setup: the offline demo (all-MiniLM-L6-v2 experts on real text) when its cache `.cache/enmp-demo` holds
 trained experts; otherwise a synthetic tiny_runs-style set-up (random BERT, hidden 128, 4 layers, 4 tasks,
-random labels) — the output says which. Usage:
-    python benchmarks/parallel.py [--source auto|demo|synthetic] [--generations N] [--popsize N]
+random labels) — the output says which; --quick shrinks the synthetic set-up to a seconds-long check. Usage:
+    python benchmarks/parallel.py [--source auto|demo|synthetic] [--quick] [--generations N] [--popsize N]
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -30,11 +29,12 @@ import torch  # noqa: E402
 from rich.console import Console  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))  # tiny.py / tiny_runs.py builders for the synthetic set-up
 
-from enmp.config import RunConfig, load_config  # noqa: E402
-from enmp.engine.evaluator import Evaluator  # noqa: E402
+from enmp.config import RunConfig  # noqa: E402
+from enmp.engine.local import LocalEvaluator  # noqa: E402
+from enmp.engine.workspace import build_workspace  # noqa: E402
 from enmp.engine.run import SearchRun  # noqa: E402
+from synthetic import FULL, QUICK, synthetic_setup  # noqa: E402  (benchmarks/synthetic.py)
 
 DEMO_CACHE = ROOT / ".cache" / "enmp-demo"
 
@@ -50,51 +50,15 @@ def demo_setup(console: Console) -> tuple[RunConfig, str] | None:
     return cfg, f"demo ({len(tasks)} real-text tasks, all-MiniLM-L6-v2, cache {DEMO_CACHE})"
 
 
-def synthetic_setup(root: Path) -> tuple[RunConfig, str]:
-    """tiny_runs-style, but large enough that a candidate costs a fraction of a second."""
-    import yaml
-
-    from tiny import make_lora_adapter, make_tiny_bert
-    from tiny_runs import _sentences, _write_csv
-    import random
-
-    base = make_tiny_bert(root / "base", hidden_size=128, num_layers=4, num_heads=4, intermediate_size=256)
-    rng = random.Random(0)
-    gen = torch.Generator().manual_seed(0)
-    labels = ["c0", "c1", "c2"]
-    tasks = []
-    from safetensors.torch import save_file
-
-    for i in range(4):
-        name = f"task{i}"
-        adir = make_lora_adapter(base, root / name, family="bert", r=8, alpha=16, seed=100 + i)
-        save_file({"weight": torch.randn(3, 128, generator=gen), "bias": torch.randn(3, generator=gen)},
-                  str(adir / "head.safetensors"))
-        (adir / "head.json").write_text(json.dumps({"labels": labels, "pooling": "mean"}))
-        files = {}
-        for split, n in (("val", 192), ("test", 64)):
-            rows = [{"text": s, "label": rng.choice(labels)} for s in _sentences(rng, n)]
-            _write_csv(root / "data" / name / f"{split}.csv", rows)
-            files[split] = str(root / "data" / name / f"{split}.csv")
-        tasks.append({"name": name, "adapter": str(adir), "data": {"files": files, "text": "text", "label": "label"}})
-    cfg = {"base": str(base), "tasks": tasks, "merge": {"method": "ta", "lam": 0.5},
-           "search": {"strategy": "cma", "generations": 5, "popsize": 16, "rho": 0.25, "sigma0": 1.0, "seed": 1,
-                      "random_repeats": 0, "track_test": False},
-           "eval": {"batch_size": 64, "max_length": 32}, "output": {"save_model": False}}
-    path = root / "run.yaml"
-    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
-    return load_config(path), "synthetic (random BERT hidden 128 × 4 layers, 4 tasks × 192 val examples)"
-
-
-class TimedEvaluator(Evaluator):
-    """The in-process Evaluator, counting the wall and CPU time of its evaluations like the workers do."""
+class TimedEvaluator(LocalEvaluator):
+    """The in-process evaluator, counting the wall and CPU time of its jobs like the workers do."""
 
     busy_seconds = busy_cpu_seconds = 0.0
 
-    def scores(self, *args, **kwargs):
+    def run_jobs(self, jobs):
         t, c = time.perf_counter(), time.process_time()
         try:
-            return super().scores(*args, **kwargs)
+            return super().run_jobs(jobs)
         finally:
             self.busy_seconds += time.perf_counter() - t
             self.busy_cpu_seconds += time.process_time() - c
@@ -102,21 +66,19 @@ class TimedEvaluator(Evaluator):
 
 def timed_run(cfg: RunConfig, out: Path, console: Console) -> dict:
     t0 = time.perf_counter()
-    factory = TimedEvaluator if cfg.parallel.workers == 1 else None
+    factory = ((lambda inputs, method, params: TimedEvaluator(build_workspace(cfg, inputs=inputs), method, params))
+               if cfg.parallel.workers == 1 else None)
     run = SearchRun(cfg, out, show_progress=False, console=console, evaluator_factory=factory)
     t1 = time.perf_counter()
-    try:
+    with run.evaluator:
         report = run.run()
-    finally:
-        if hasattr(run.evaluator, "close"):
-            run.evaluator.close()
     t2 = time.perf_counter()
     busy, cpu = run.evaluator.busy_seconds, run.evaluator.busy_cpu_seconds
     j = run.journal
-    return {"setup_s": t1 - t0, "run_s": t2 - t1, "search_s": report["seconds"], "report": report,
-            "forward": report["forward_evaluations"], "busy_s": busy, "cpu_s": cpu,
-            "evaluations": report["evaluations"],
-            "mask": report["pruned"],
+    return {"setup_s": t1 - t0, "run_s": t2 - t1, "search_s": report.seconds, "report": report.model_dump(mode="json"),
+            "forward": report.forward_evaluations, "busy_s": busy, "cpu_s": cpu,
+            "evaluations": report.evaluations,
+            "mask": [list(p) for p in report.pruned],
             "history": [(h["best_fitness"], h["gen_best"], h["gen_mean"]) for h in j.history],
             "trace": [(e["keep"], e["fitness"]) for e in j.evaluations]}
 
@@ -126,6 +88,7 @@ def main() -> None:
     ap.add_argument("--source", choices=("auto", "demo", "synthetic"), default="auto")
     ap.add_argument("--generations", type=int)
     ap.add_argument("--popsize", type=int)
+    ap.add_argument("--quick", action="store_true", help="tiny synthetic set-up: checks it runs, times nothing")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "parallel.json"))
     args = ap.parse_args()
     console = Console()
@@ -133,10 +96,10 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="enmp-bench-parallel-") as tmp:
         tmp = Path(tmp)
-        found = demo_setup(console) if args.source in ("auto", "demo") else None
+        found = demo_setup(console) if args.source in ("auto", "demo") and not args.quick else None
         if found is None and args.source == "demo":
             raise SystemExit(f"no trained demo experts in {DEMO_CACHE}: run `enmp demo` first")
-        cfg, source = found or synthetic_setup(tmp / "synthetic")
+        cfg, source = found or synthetic_setup(tmp / "synthetic", **(QUICK if args.quick else FULL))
         if found is None:
             source += f" — demo cache {DEMO_CACHE} absent"
         cfg = cfg.model_copy(deep=True)

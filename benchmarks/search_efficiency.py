@@ -7,6 +7,7 @@ Each efficient run gets at most ⌊N/3⌋ candidates, so its forward work is ≤
 It counts as a success when its best validation fitness reaches F (within 1e-9). Writes
 benchmarks/results/search_efficiency.json. Usage:
     python benchmarks/search_efficiency.py [--seeds 1,2,3] [--popsize 8] [--generations 60] [--val-samples 64]
+(--synthetic: random experts on a tiny model instead of the demo cache, to check the benchmark runs)
 """
 
 from __future__ import annotations
@@ -14,18 +15,21 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 from rich.console import Console
 from rich.table import Table
 
 from enmp.demo.run import BASE_METHODS, DemoSettings, _tune_lambda, demo_config, prepare_demo
-from enmp.engine.evaluator import Evaluator
+from enmp.engine.local import LocalEvaluator
 from enmp.engine.run import SearchRun
 from enmp.engine.workspace import build_workspace
 from enmp.merging import MergeParams
+from synthetic import QUICK, synthetic_setup  # benchmarks/synthetic.py
 
 
 def search(ws, cfg, expert, base, run_dir: Path, console: Console) -> dict:
@@ -56,22 +60,38 @@ def main() -> int:
     ap.add_argument("--cache", default=".cache/enmp-demo")
     ap.add_argument("--runs", default="runs/search-efficiency")
     ap.add_argument("--out", default="benchmarks/results/search_efficiency.json")
+    ap.add_argument("--synthetic", action="store_true", help="tiny random model and data, not the demo cache")
     args = ap.parse_args()
     console = Console()
-    s = DemoSettings(popsize=16, generations=args.generations, val_samples=args.val_samples)
-    cfg, tasks, _ = prepare_demo(Path(args.cache), s, console)
+    if args.synthetic:  # a few examples per split: use them all
+        args.val_samples, test_samples = QUICK["n_val"], QUICK["n_test"]
+    else:
+        test_samples = DemoSettings.test_samples
+    s = DemoSettings(popsize=16, generations=args.generations, val_samples=args.val_samples,
+                     test_samples=test_samples)
+    if args.synthetic:  # the same demo-style config, over synthetic files laid out like the demo cache
+        tmp = tempfile.TemporaryDirectory(prefix="enmp-bench-search-")  # removed when main returns
+        root = Path(tmp.name)
+        syn, _ = synthetic_setup(root, **QUICK)
+        base_dir, data_dir, experts_dir = Path(syn.base), root / "data", root
+        tasks = [SimpleNamespace(name=t.name, pair=False) for t in syn.tasks]
+        cfg = demo_config(base_dir, data_dir, tasks, experts_dir, s)
+    else:
+        cfg, tasks, _ = prepare_demo(Path(args.cache), s, console)
+        base_dir, data_dir, experts_dir = Path(cfg.base), Path(args.cache) / "data", Path(args.cache) / "experts"
     ws = build_workspace(cfg)
-    ev = Evaluator(ws, "ta", MergeParams(lam=1.0))
+    ev = LocalEvaluator(ws, "ta", MergeParams(lam=1.0))
     expert = {"val": ev.compute_expert("val")}
     extra, grid = BASE_METHODS["ta"]
     lam, base_fit = _tune_lambda(ws, "ta", extra, grid, expert["val"])
-    full = Evaluator(ws, "ta", MergeParams(lam=lam, **extra))
+    full = LocalEvaluator(ws, "ta", MergeParams(lam=lam, **extra))
     full.expert.update(expert)
     base = {"val": full.scores(np.ones(full.shape, bool), "val")}
 
     def make(strategy: str, popsize: int, generations: int, seed: int):
-        c = demo_config(Path(cfg.base), Path(args.cache) / "data", tasks, Path(args.cache) / "experts",
-                        DemoSettings(popsize=popsize, generations=generations, seed=seed, val_samples=args.val_samples),
+        c = demo_config(base_dir, data_dir, tasks, experts_dir,
+                        DemoSettings(popsize=popsize, generations=generations, seed=seed, val_samples=args.val_samples,
+                                     test_samples=test_samples),
                         "ta", {"lam": lam, **extra})
         c.search.strategy = strategy  # cmawm keeps its own σ0 default (0.3, on the 0/1 scale)
         return c

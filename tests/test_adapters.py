@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import shutil
 import warnings
 from pathlib import Path
@@ -12,8 +13,8 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from enmp.adapters import (BaseCheckpoint, describe, load_adapter, load_adapter_set, parse_adapter_args,
-                           parse_module, pattern_value, resolve_dir)
+from enmp.adapters import BaseCheckpoint, load_adapter, load_adapter_set, parse_module, pattern_value, resolve_dir
+from enmp.cli.adapter_args import parse_adapter_args
 from enmp.errors import EnmpError, NumericalError
 
 try:
@@ -116,7 +117,7 @@ def test_pattern_value_mirrors_peft():
 def test_mixed_ranks_and_describe(family_set):
     fam, base_dir, ads = family_set
     aset = load_adapter_set(BaseCheckpoint(base_dir), _set(base_dir, ads))
-    rows = {r["task"]: r for r in describe(aset)}
+    rows = {r["task"]: r for r in aset.describe()}
     assert aset.tasks == list(ads)
     assert [rows[f"task{i}"]["ranks"] for i in range(3)] == [[4], [2], [6]]
     assert rows["task0"]["scales"] == [2.0] and rows["task1"]["scales"] == [2.0]
@@ -276,45 +277,50 @@ def test_bad_base_dirs(bert, tmp_path):
         BaseCheckpoint(ads["task0"])
 
 
-def test_bad_adapter_files(bert, tmp_path):
-    _, _, ads = bert
-    src = ads["task0"]
-    no_st = _copy(src, tmp_path / "nost")
-    (no_st / "adapter_model.safetensors").unlink()
-    with pytest.raises(EnmpError, match="no adapter_model.safetensors"):
-        load_adapter("a", str(no_st))
-    torch.save({}, no_st / "adapter_model.bin")
-    with pytest.raises(EnmpError, match="pickled adapter.*convert to safetensors"):
-        load_adapter("a", str(no_st))
-    no_cfg = _copy(src, tmp_path / "nocfg")
-    (no_cfg / "adapter_config.json").unlink()
-    with pytest.raises(EnmpError, match="no adapter_config.json"):
-        load_adapter("a", str(no_cfg))
+_V_B = "base_model.model.encoder.layer.1.attention.self.value.lora_B.weight"
 
-    key = "base_model.model.encoder.layer.1.attention.self.value.lora_B.weight"
-    nan = _copy(src, tmp_path / "nan", tensors=lambda sd: sd[key].__setitem__((0, 0), float("nan")))
-    with pytest.raises(NumericalError, match=rf"{tmp_path / 'nan'}.*'{key}' contains NaN"):
-        load_adapter("a", str(nan))
-    no_b = _copy(src, tmp_path / "nob", tensors=lambda sd: sd.pop(key))
-    with pytest.raises(EnmpError, match="self.value' has lora_A but no lora_B"):
-        load_adapter("a", str(no_b))
-    bad_b = _copy(src, tmp_path / "badb", tensors=lambda sd: sd.__setitem__(key, torch.ones(32, 3)))
-    with pytest.raises(EnmpError, match="inner ranks differ"):
-        load_adapter("a", str(bad_b))
-    bad_r = _copy(src, tmp_path / "badr", config=lambda c: c.__setitem__("r", 8))
-    with pytest.raises(EnmpError, match="says r=8 but lora_A has rank 4"):
-        load_adapter("a", str(bad_r))
 
-    cases = {
-        "dora": (None, lambda c: c.__setitem__("use_dora", True), "DoRA"),
-        "ia3": (None, lambda c: c.__setitem__("peft_type", "IA3"), "peft_type 'IA3'"),
-        "mag": (lambda sd: sd.__setitem__("base_model.model.x.lora_magnitude_vector", torch.ones(3)), None, "DoRA"),
-        "emb": (lambda sd: sd.__setitem__("base_model.model.embeddings.word_embeddings.lora_embedding_A",
-                                          torch.ones(4, 3)), None, "embedding LoRA"),
-    }
-    for tag, (tensors, config, msg) in cases.items():
-        with pytest.raises(EnmpError, match=msg):
-            load_adapter("a", str(_copy(src, tmp_path / tag, tensors=tensors, config=config)))
+def _pickled(d: Path) -> None:
+    (d / "adapter_model.safetensors").unlink()
+    torch.save({}, d / "adapter_model.bin")
+
+
+def _set_key(key, value):
+    return lambda sd: sd.__setitem__(key, value)
+
+
+def _set_field(field, value):
+    return lambda cfg: cfg.__setitem__(field, value)
+
+
+# id: (mutate tensors, mutate config, mutate files, error, match; "{dir}" stands for the adapter directory)
+BAD_FILES = {
+    "no_safetensors": (None, None, lambda d: (d / "adapter_model.safetensors").unlink(), EnmpError,
+                       "no adapter_model.safetensors"),
+    "pickled": (None, None, _pickled, EnmpError, "pickled adapter.*convert to safetensors"),
+    "no_config": (None, None, lambda d: (d / "adapter_config.json").unlink(), EnmpError, "no adapter_config.json"),
+    "nan": (lambda sd: sd[_V_B].__setitem__((0, 0), float("nan")), None, None, NumericalError,
+            "{dir}.*'" + re.escape(_V_B) + "' contains NaN"),
+    "no_lora_B": (lambda sd: sd.pop(_V_B), None, None, EnmpError, r"self\.value' has lora_A but no lora_B"),
+    "bad_B": (_set_key(_V_B, torch.ones(32, 3)), None, None, EnmpError, "inner ranks differ"),
+    "bad_r": (None, _set_field("r", 8), None, EnmpError, "says r=8 but lora_A has rank 4"),
+    "dora": (None, _set_field("use_dora", True), None, EnmpError, r"uses DoRA \(use_dora\)"),
+    "ia3": (None, _set_field("peft_type", "IA3"), None, EnmpError, "peft_type 'IA3'"),
+    "magnitude": (_set_key("base_model.model.x.lora_magnitude_vector", torch.ones(3)), None, None, EnmpError,
+                  r"contains DoRA \(lora_magnitude_vector\)"),
+    "embedding": (_set_key("base_model.model.embeddings.word_embeddings.lora_embedding_A", torch.ones(4, 3)),
+                  None, None, EnmpError, "contains embedding LoRA"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_FILES))
+def test_bad_adapter_files(bert, tmp_path, case):
+    tensors, config, files, error, match = BAD_FILES[case]
+    d = _copy(bert[2]["task0"], tmp_path / case, tensors=tensors, config=config)
+    if files is not None:
+        files(d)
+    with pytest.raises(error, match=match.replace("{dir}", re.escape(str(d)))):
+        load_adapter("a", str(d))
 
 
 def test_set_validation(bert, tmp_path):

@@ -56,11 +56,6 @@ class Env:
         self.wide_adapter = make_lora_adapter(wide, root / "bert48_lora", family="bert")
         self.qv_adapter = make_lora_adapter(self.base, root / "qv_lora", family="bert", seed=7,
                                             target_modules=["query", "value"])
-        self.report = root / "report_src"  # a real report.json shape, for the report cases
-        self.report.mkdir()
-        (self.report / "report.json").write_text(json.dumps(
-            {"tasks": ["a"], "expert": {"test": {"a": 1.0}}, "base": {"test": {"raw": {"a": 0.5},
-             "normalized": {"a": 50.0}, "mean_normalized": 50.0}}}))
 
 
 @pytest.fixture(scope="module")
@@ -359,7 +354,7 @@ CASES: dict[str, Case] = {
     "report-corrupt-report-json": Case(lambda e, t: ["report", report_dir(t, '{"tasks": ["a"], "exp')],
                                        ("run_dir/report.json", "not valid JSON")),
     "report-json-without-results": Case(lambda e, t: ["report", report_dir(t, '["not", "a", "report"]')],
-                                        ("run_dir/report.json", "lacks tasks/expert/base")),
+                                        ("run_dir/report.json", "not an enmp run report")),
     "report-missing-dir": Case(lambda e, t: ["report", t / "no_run"], ("no_run", "not found")),
 }
 
@@ -477,3 +472,18 @@ def test_bad_input_in_a_real_process(subprocess_results, name):
     assert not leftovers(work)
     assert snapshot(work) == before
 
+
+
+@pytest.mark.parametrize("exc,kwargs,expected", [
+    (ValueError("bad value\nsecond line"), {}, "bad value"),
+    (ValueError("\n  \n  after blanks  \nmore"), {}, "after blanks"),
+    (KeyError(""), {}, "''"),  # str(KeyError('')) is "''": not empty
+    (RuntimeError(), {}, "RuntimeError"),  # empty message: the type name, no IndexError
+    (RuntimeError("   \n"), {"with_type": True}, "RuntimeError"),
+    (OSError("disk full"), {"with_type": True}, "OSError: disk full"),
+    (ValueError("x" * 50), {"limit": 10}, "x" * 10),
+])
+def test_first_line_quotes_any_exception_in_one_line(exc, kwargs, expected):
+    from enmp.errors import first_line
+
+    assert first_line(exc, **kwargs) == expected

@@ -8,12 +8,12 @@ import torch
 
 from enmp.config import load_config
 from enmp.engine.cache import MergeCache
-from enmp.engine.evaluator import Evaluator
+from enmp.engine.local import LocalEvaluator
 from enmp.engine.export import merged_deltas
 from enmp.engine.patch import LivePatcher
 from enmp.engine.workspace import build_workspace
 from enmp.masking import Mask
-from enmp.merging import MergeParams, resolve_params
+from enmp.merging import MergeParams, resolved
 from tiny_runs import make_run
 
 METHODS = {
@@ -49,7 +49,7 @@ def _snapshot(patcher):
 @pytest.mark.parametrize("name", list(METHODS))
 def test_patch_matches_fresh_merge_and_restores_exactly(ws, name):
     method = name.split("+")[0]
-    params = resolve_params(method, METHODS[name])
+    params = resolved(method, METHODS[name])
     patcher = LivePatcher(ws.model, ws.adapters, ws.groups, "layer", MergeCache(64))
     base = _snapshot(patcher)
     shape = (len(ws.tasks), len(ws.groups))
@@ -127,8 +127,8 @@ def test_merge_cache_lru_budget_and_hits():
 @pytest.mark.parametrize("method", ["ta", "dare_ties", "knots"])
 def test_cached_and_uncached_evaluators_agree(ws, method):
     params = METHODS[method]
-    cached = Evaluator(ws, method, params, cache_mb=256)
-    uncached = Evaluator(ws, method, params)
+    cached = LocalEvaluator(ws, method, params, cache_mb=256)
+    uncached = LocalEvaluator(ws, method, params)
     uncached.patcher = LivePatcher(ws.model, ws.adapters, ws.groups, "layer", MergeCache(0))
     uncached.cache = uncached.patcher.cache
     shape = cached.shape
@@ -151,13 +151,13 @@ def test_cached_and_uncached_evaluators_agree(ws, method):
 
 
 def test_expert_scores_use_each_adapter_alone(ws):
-    ev = Evaluator(ws, "ta", MergeParams(lam=0.3))
+    ev = LocalEvaluator(ws, "ta", MergeParams(lam=0.3))
     expert = ev.compute_expert("val")
     assert set(expert) == set(ws.task_names)
     # the expert of task 0 equals a TA merge at λ=1 with only task 0 kept, scored on task 0
     keep = np.zeros(ev.shape, bool)
     keep[0] = True
-    ev2 = Evaluator(ws, "ta", MergeParams(lam=1.0))
+    ev2 = LocalEvaluator(ws, "ta", MergeParams(lam=1.0))
     assert ev2.scores(keep, "val", tasks=[0])[ws.task_names[0]] == expert[ws.task_names[0]]
     ev.patcher.restore()
     ev2.patcher.restore()
@@ -170,7 +170,7 @@ def test_prefix_cache_is_exact_and_skips_layers(tmp_path, family):
     plain_cfg.eval.prefix_cache_mb = 0
     fast, plain = build_workspace(cfg), build_workspace(plain_cfg)
     assert fast.prefix_cache() is not None and plain.prefix_cache() is None
-    a, b = Evaluator(fast, "ties", MergeParams(lam=0.8, top_k=80)), Evaluator(plain, "ties", MergeParams(lam=0.8, top_k=80))
+    a, b = LocalEvaluator(fast, "ties", MergeParams(lam=0.8, top_k=80)), LocalEvaluator(plain, "ties", MergeParams(lam=0.8, top_k=80))
     shape = a.shape
     masks = _masks(shape, 10, seed=3)
     last = np.ones(shape, bool)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 import torch
 
 from enmp.errors import EnmpError, NumericalError
-from enmp.merging import MergeParams, TaskDelta, available_methods, get_method, merge, validate_params
+from enmp.merging import MergeParams, TaskDelta, available_methods, get_method, merge, resolved, validate_params
 from enmp.merging.iso_c import flatten_spectrum
 from enmp.merging.linalg import lowrank_svd, nearest_orthogonal
 from enmp.merging.sparsify import dare_drop, disjoint_mean, elect_sign, trim_top_k
@@ -293,21 +294,37 @@ def test_dare_without_drop_equals_ta_and_ties():
 
 # ----------------------------------------------------------------------------- validation and errors
 
-@pytest.mark.parametrize("method,bad", [
-    ("ta", dict(lam=float("nan"))), ("ta", dict(lam=float("inf"))),
-    ("ties", dict(top_k=0.0)), ("ties", dict(top_k=100.5)), ("ties", dict(top_k=-5.0)),
-    ("dare", dict(drop_rate=1.0)), ("dare", dict(drop_rate=-0.1)),
-    ("knots", dict(inner="tsv")), ("core_space", dict(inner="bogus")), ("ta", dict(inner="ties")),
+@pytest.mark.parametrize("method,bad,message", [
+    ("ta", dict(lam=float("nan")), "λ must be a finite number, got nan"),
+    ("ta", dict(lam=float("inf")), "λ must be a finite number, got inf"),
+    ("ties", dict(top_k=0.0), "top-k must be a percentage in (0, 100], got 0.0"),
+    ("ties", dict(top_k=100.5), "top-k must be a percentage in (0, 100], got 100.5"),
+    ("ties", dict(top_k=-5.0), "top-k must be a percentage in (0, 100], got -5.0"),
+    ("dare", dict(drop_rate=1.0), "DARE drop rate must be in [0, 1), got 1.0"),
+    ("dare", dict(drop_rate=-0.1), "DARE drop rate must be in [0, 1), got -0.1"),
+    ("knots", dict(inner="tsv"), "unknown inner method 'tsv' for knots"),
+    ("core_space", dict(inner="bogus"), "unknown inner method 'bogus' for core_space"),
+    ("ta", dict(inner="ties"), "method 'ta' takes no inner method"),
 ])
-def test_validate_params_rejects_out_of_range(method, bad):
-    with pytest.raises(EnmpError):
+def test_validate_params_rejects_out_of_range(method, bad, message):
+    with pytest.raises(EnmpError, match=re.escape(message)):
         validate_params(method, MergeParams(**bad))
 
 
 def test_validate_params_accepts_documented_choices():
+    """Every documented inner choice validates, and resolving names the inner method that will run: the
+    chosen one, else the method's default (None for methods without one)."""
+    checked = 0
     for method in available_methods():
-        for inner in (None, *get_method(method).inner_choices):
-            validate_params(method, MergeParams(lam=1.2, top_k=80, drop_rate=0.1, inner=inner))
+        info = get_method(method)
+        for inner in (None, *info.inner_choices):
+            p = MergeParams(lam=1.2, top_k=80, drop_rate=0.1, inner=inner)
+            validate_params(method, p)  # raises on a rejected choice
+            full = resolved(method, p)
+            assert full.inner == (inner or info.default_inner)
+            assert (full.lam, full.top_k, full.drop_rate) == (1.2, 80, 0.1)
+            checked += 1
+    assert checked > len(available_methods())  # knots and core_space offer inner choices
 
 
 def test_unknown_method_raises():

@@ -66,12 +66,15 @@ def test_two_workers_match_the_serial_run(serial, parallel):
 
     s_report, s_trace = serial
     run, p_report, _, _ = parallel
+    from enmp.engine.workspace import Workspace
+
     assert isinstance(run.evaluator, ParallelEvaluator)
+    assert not isinstance(run.inputs, Workspace)  # the driver loads no model and no data
     assert _trace(run) == s_trace
-    assert p_report["pruned"] == s_report["pruned"]
-    assert p_report["enmp"] == s_report["enmp"]
-    assert p_report["random"] == s_report["random"]
-    assert p_report["forward_evaluations"] == s_report["forward_evaluations"]
+    assert p_report.pruned == s_report.pruned
+    assert p_report.enmp == s_report.enmp
+    assert p_report.random == s_report.random
+    assert p_report.forward_evaluations == s_report.forward_evaluations
     info = run.evaluator.workers_info
     assert len({w["pid"] for w in info}) == 2 and {w["threads"] for w in info} == {1}
     assert {w["device"] for w in info} == {"cpu"}
@@ -104,7 +107,8 @@ def test_a_killed_worker_is_restarted_and_the_run_finishes_the_same(setup, seria
 
 
 def test_duplicates_in_a_batch_run_once_and_come_back_in_order(parallel):
-    from enmp.engine.evaluator import Evaluator
+    from enmp.engine.local import LocalEvaluator
+    from enmp.engine.workspace import build_workspace
 
     run, _, _, _ = parallel
     pool = run.evaluator
@@ -117,7 +121,7 @@ def test_duplicates_in_a_batch_run_once_and_come_back_in_order(parallel):
     results = pool.evaluate_many(batch, "test")
     assert [r.cached for r in results] == [False, False, True, False, True]
     assert pool.forward_evaluations == 3
-    local = Evaluator(run.ws, run.cfg.merge.method, run.params)  # the driver's own workspace, in-process
+    local = LocalEvaluator(build_workspace(run.cfg), run.cfg.merge.method, run.params)  # in-process
     local.compute_expert("test")
     assert [r.fitness for r in results] == [local.evaluate(m, "test").fitness for m in batch]
     assert [r.scores for r in results] == [local.evaluate(m, "test").scores for m in batch]

@@ -16,6 +16,7 @@ from safetensors.torch import load_file
 from enmp.config import load_config
 from enmp.engine.dry_run import dry_run
 from enmp.errors import EnmpError
+from enmp.masking import prune_budget
 from enmp.recipes import METHODS, SETTINGS, convert_heads, read_heads, recipe_name, render_recipe
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
@@ -97,6 +98,23 @@ def test_dry_run_rejects_unknown_bases_and_wrong_heads(tmp_path):
     convert_heads(tmp_path / "heads.pt", tmp_path / "heads" / "llama3-8b", setting="nlp")
     with pytest.raises(EnmpError, match="4096 features"):
         dry_run(load_config(tmp_path / "r.yaml"), Console(file=io.StringIO()))
+
+
+def test_dry_run_prints_the_search_budget(tmp_path):
+    """ρ 0.35 of 6 tasks × 30 layers: 0.35 · 180 is 62.999… in floating point, and the search prunes up to 63
+    (masking.prune_budget); the dry run must print the same budget, not ⌊62.999…⌋."""
+    base = tmp_path / "llama30"
+    base.mkdir()
+    (base / "config.json").write_text(json.dumps({
+        "model_type": "llama", "hidden_size": 4096, "num_hidden_layers": 30, "num_attention_heads": 32,
+        "num_key_value_heads": 8, "intermediate_size": 14336, "vocab_size": 128256}))
+    text = render_recipe("nlp", "ta").replace("meta-llama/Meta-Llama-3-8B", str(base))
+    assert "  rho: 0.2\n" in text
+    (tmp_path / "r.yaml").write_text(text.replace("  rho: 0.2\n", "  rho: 0.35\n"))
+    out = io.StringIO()
+    dry_run(load_config(tmp_path / "r.yaml"), Console(file=out, width=200))
+    assert prune_budget(0.35, 180) == 63
+    assert "mask 6×30 = 180 modules, prune at most 63 (rho 0.35)" in out.getvalue()
 
 
 def test_convert_knots_nli_heads(tmp_path):

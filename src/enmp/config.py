@@ -7,7 +7,7 @@ Relative paths in a config file are resolved against the file's directory, so a 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal, Optional, Union
+from typing import Any, Literal, Optional, Union
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -30,6 +30,7 @@ class DataConfig(_Strict):
     text_pair: Optional[str] = None
     image: Optional[str] = None
     label: str = "label"
+    label_is_index: bool = False  # true: integer labels are class indices 0..C-1, never label names
     skip_labels: Optional[list[Union[int, str]]] = None  # rows to drop before sampling (e.g. SNLI's −1)
 
     @model_validator(mode="after")
@@ -52,22 +53,39 @@ class TaskConfig(_Strict):
 
 
 class MergeConfig(_Strict):
+    """A merge method and its hyperparameters; an unset value takes the method's own default, declared
+    once in its `MergeMethod` (the run directory's config.yaml records the values used)."""
+
     method: str = "ta"
-    lam: float = 1.0
-    top_k: float = Field(100.0, gt=0, le=100)
-    drop_rate: float = Field(0.0, ge=0, lt=1)
+    lam: Optional[float] = None
+    top_k: Optional[float] = None
+    drop_rate: Optional[float] = None
     inner: Optional[str] = None
-    iso: bool = False
-    seed: int = Field(0, ge=0)
+    iso: Optional[bool] = None
+    seed: Optional[int] = None
+
+    def params(self):
+        """The full, checked `MergeParams` (lazy import: keeps `enmp.config` free of torch)."""
+        from .merging import method_params
+
+        return method_params(self.method, **self.model_dump(exclude={"method"}))
+
+    def resolved(self) -> "MergeConfig":
+        """This section with every value the method reads written out."""
+        from .merging import get_method
+
+        params = self.params().to_dict()
+        return MergeConfig(method=self.method, **{k: params[k] for k in (*get_method(self.method).uses, "iso")})
 
 
 class SearchConfig(_Strict):
     strategy: str = "cma"
+    options: dict[str, Any] = Field(default_factory=dict)  # the strategy's own options (checked by it)
     generations: int = Field(60, ge=1)
     popsize: int = Field(16, ge=2)
     rho: float = Field(0.2, gt=0, lt=1)
     seed: int = Field(1, ge=0)
-    sigma0: float = Field(0.5, gt=0)
+    sigma0: Optional[float] = Field(None, gt=0)  # unset: the strategy's own (cma: the paper's 0.5)
     grouping: Literal["layer", "projection"] = "layer"
     random_repeats: int = Field(5, ge=0)  # random-pruning baseline repeats at ENMP's sparsity
     greedy_baseline: bool = False

@@ -19,3 +19,14 @@ class EnmpError(Exception):
 
 class NumericalError(EnmpError):
     """NaN/Inf in weights, merged updates or logits."""
+
+
+def first_line(exc: BaseException, limit: int = 200, *, with_type: bool = False) -> str:
+    """The first non-empty line of str(exc), cut to `limit` characters, or the type name when the message is
+    empty: library errors are quoted inside one-line EnmpErrors, and an empty message must not IndexError.
+    with_type prefixes the type name ("KeyError: 'x'")."""
+    line = next((s.strip() for s in str(exc).splitlines() if s.strip()), "")[:limit]
+    name = type(exc).__name__
+    if not line:
+        return name
+    return f"{name}: {line}" if with_type else line

@@ -16,7 +16,7 @@ from typing import Sequence, Union
 import numpy as np
 
 from .errors import EnmpError
-from .io import atomic_write_json
+from .atomic_files import atomic_write_json
 
 GroupLabel = Union[int, str]
 GROUPINGS = ("layer", "projection")
@@ -38,6 +38,16 @@ def group_labels(targets, grouping: str = "layer") -> list[GroupLabel]:
     return list(seen)
 
 
+def keep_to_str(keep: np.ndarray) -> str:
+    """The text form of a keep-mask ("101;110": one row per task, 1 = keep): the identity of a mask in
+    caches and the form logs store it in."""
+    return ";".join("".join("1" if v else "0" for v in row) for row in np.asarray(keep, dtype=bool))
+
+
+def keep_from_str(text: str) -> np.ndarray:
+    return np.array([[c == "1" for c in row] for row in text.split(";")], dtype=bool)
+
+
 @dataclass(eq=False)
 class Mask:
     tasks: list[str]
@@ -57,10 +67,6 @@ class Mask:
     @property
     def shape(self) -> tuple[int, int]:
         return self.keep.shape
-
-    def key(self) -> bytes:
-        """Hashable identity for caches (the bits of keep)."""
-        return np.packbits(self.keep.ravel()).tobytes() + bytes([self.keep.shape[0] % 256])
 
     def kept_tasks(self, group: int) -> tuple[int, ...]:
         return tuple(int(i) for i in np.flatnonzero(self.keep[:, group]))

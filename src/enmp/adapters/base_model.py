@@ -1,7 +1,8 @@
 """Read-only view of a base model checkpoint (config + safetensors), without instantiating the model.
 
 Shapes and dtypes come from the safetensors headers so validating adapters against a multi-GB base costs
-almost nothing; tensors are read one at a time only when a caller asks for them.
+almost nothing; tensors are read one at a time only when a caller asks for them. A `.gguf` file is the
+other kind of base (see gguf.py): the same view, with shapes from a weightless model and dequantised tensors.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import torch
 from safetensors import safe_open
 
 from ..errors import EnmpError
+from .gguf import GGUFFile, is_gguf
 from .hub import resolve_dir
 
 _CONVERT_FIX = ("convert with `transformers`: AutoModel.from_pretrained(path).save_pretrained(out, "
@@ -30,10 +32,14 @@ _PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt")
 
 
 class BaseCheckpoint:
-    """A Hugging Face model directory (local path or Hub id) with safetensors weights."""
+    """A Hugging Face model directory (local path or Hub id) with safetensors weights, or a local .gguf file."""
 
     def __init__(self, path_or_id: str | os.PathLike, *, revision: str | None = None):
         self.source = str(path_or_id)
+        self.gguf: GGUFFile | None = GGUFFile(path_or_id) if is_gguf(path_or_id) else None
+        if self.gguf is not None:
+            self.dir, self.config, self.weight_files = self.gguf.path.parent, self.gguf.config, [self.gguf.path]
+            return
         self.dir = resolve_dir(path_or_id, what="base model", revision=revision)
         cfg_path = self.dir / "config.json"
         if not cfg_path.is_file() and (self.dir / "adapter_config.json").is_file():
@@ -93,12 +99,18 @@ class BaseCheckpoint:
 
     @cached_property
     def tokenizer_files(self) -> list[Path]:
-        """Tokenizer / processor files present next to the weights (copied into merged outputs)."""
+        """Tokenizer / processor files present next to the weights (copied into merged outputs).
+
+        None for a GGUF base: its tokenizer lives inside the file (`gguf.save_tokenizer` writes it out)."""
+        if self.gguf is not None:
+            return []
         return [self.dir / n for n in _TOKENIZER_NAMES if (self.dir / n).is_file()]
 
     # --------------------------------------------------------------------------------------- headers
     @cached_property
     def _header(self) -> dict[str, tuple[Path, tuple[int, ...], str]]:
+        if self.gguf is not None:
+            return {name: (self.gguf.path, shape, "F32") for name, shape in self.gguf.shapes.items()}
         out: dict[str, tuple[Path, tuple[int, ...], str]] = {}
         for file in self.weight_files:
             try:
@@ -121,18 +133,29 @@ class BaseCheckpoint:
         return {k: v[2] for k, v in self._header.items()}
 
     def read(self, name: str) -> torch.Tensor:
-        """Load one tensor (in its stored dtype)."""
+        """Load one tensor (in its stored dtype; a GGUF base dequantises the whole file for it)."""
         if name not in self._header:
             raise EnmpError(f"tensor '{name}' not in base model", where=str(self.dir))
+        if self.gguf is not None:
+            return self.gguf.state_dict()[name]
         with safe_open(self._header[name][0], framework="pt") as fh:
             return fh.get_tensor(name)
 
     def iter_tensors(self) -> Iterator[tuple[str, torch.Tensor]]:
-        """Yield (name, tensor) file by file, so at most one shard's handle is open at a time."""
+        """Yield (name, tensor) shard by shard."""
+        for _file, tensors in self.shards():
+            yield from tensors.items()
+
+    def shards(self) -> Iterator[tuple[str, dict[str, torch.Tensor]]]:
+        """(output file name, its tensors) per weight file, so memory stays at one shard.
+
+        A GGUF base is one shard, model.safetensors, of its dequantised tensors under Hugging Face names."""
+        if self.gguf is not None:
+            yield "model.safetensors", self.gguf.state_dict()
+            return
         for file in self.weight_files:
             with safe_open(file, framework="pt") as fh:
-                for name in fh.keys():
-                    yield name, fh.get_tensor(name)
+                yield file.name, {name: fh.get_tensor(name) for name in fh.keys()}
 
     # ------------------------------------------------------------------------------- name matching
     @cached_property

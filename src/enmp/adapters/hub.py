@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 from typing import Sequence
 
-from ..errors import EnmpError
+from ..errors import EnmpError, first_line
 
 # What a snapshot download fetches by default: weights (safetensors only), configs, tokenizers, processors.
 DEFAULT_ALLOW_PATTERNS: tuple[str, ...] = (
@@ -65,7 +65,6 @@ def resolve_dir(path_or_id: str | os.PathLike, *, what: str, revision: str | Non
         local = snapshot_download(repo_id=text, revision=revision, allow_patterns=patterns,
                                   local_files_only=hub_offline())
     except Exception as exc:  # offline, 404, gated, auth, disk: all explained the same way
-        detail = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".rstrip(": ")
         raise EnmpError(f"cannot find {what} '{text}': not a local directory and the hub download failed "
-                        f"({detail[:300]})", fix=_FIX) from exc
+                        f"({first_line(exc, 300, with_type=True)})", fix=_FIX) from exc
     return Path(local)

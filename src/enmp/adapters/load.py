@@ -13,7 +13,7 @@ import math
 import re
 import warnings
 from pathlib import Path
-from typing import Iterable, Mapping
+from typing import Mapping
 
 import torch
 from safetensors import safe_open
@@ -31,7 +31,6 @@ _UNSUPPORTED_TENSORS = {
     "lora_embedding_B": "embedding LoRA (lora_embedding_A/B)",
     "lora_magnitude_vector": "DoRA (lora_magnitude_vector)",
 }
-_NAME = re.compile(r"^\w[\w.+-]*$")
 _SAFE_FIX = ("convert it: PeftModel.from_pretrained(base, path).save_pretrained(out, safe_serialization=True)")
 
 
@@ -170,31 +169,6 @@ def load_adapter(name: str, path_or_id: str, *, revision: str | None = None) -> 
     return LoraAdapter(name=name, source=str(path_or_id), config=config, factors=factors, extra=extra)
 
 
-def parse_adapter_args(items: Iterable[str]) -> dict[str, str]:
-    """Parse repeated ``--adapter name=path`` options into an ordered {name: path} dict."""
-    out: dict[str, str] = {}
-    for item in items:
-        name, sep, path = str(item).partition("=")
-        name, path = name.strip(), path.strip()
-        if not sep:
-            raise EnmpError(f"adapter argument {item!r} has no '='", where="--adapter",
-                            fix="write --adapter NAME=PATH_OR_HUB_ID, e.g. --adapter sst2=./lora-sst2")
-        if not name:
-            raise EnmpError(f"adapter argument {item!r} has an empty name", where="--adapter",
-                            fix="write --adapter NAME=PATH_OR_HUB_ID")
-        if not _NAME.match(name):
-            raise EnmpError(f"adapter name {name!r} may only use letters, digits, '_', '-', '.', '+'",
-                            where="--adapter", fix="rename it, e.g. --adapter sst2=PATH")
-        if not path:
-            raise EnmpError(f"adapter {name!r} has an empty path", where="--adapter",
-                            fix="write --adapter NAME=PATH_OR_HUB_ID")
-        if name in out:
-            raise EnmpError(f"adapter name {name!r} is given twice", where="--adapter",
-                            fix="give every adapter a unique name")
-        out[name] = path
-    return out
-
-
 def _declared_base_matches(declared: str | None, base: BaseCheckpoint) -> bool:
     if not declared:
         return True
@@ -278,22 +252,3 @@ def load_adapter_set(base: BaseCheckpoint, adapters: Mapping[str, str], *, layer
                                     shape=tuple(shapes[weight])))
     targets.sort(key=lambda t: (t.layer, t.module))
     return AdapterSet(base=base.source, adapters=loaded, targets=targets)
-
-
-def describe(adapter_set: AdapterSet) -> list[dict]:
-    """One row per task for `enmp inspect`."""
-    rows = []
-    for ad in adapter_set.adapters:
-        facs = [ad.factors[t.module] for t in adapter_set.targets]
-        rows.append({
-            "task": ad.name,
-            "matrices": len(facs),
-            "layers": adapter_set.layers,
-            "projections": adapter_set.projections,
-            "ranks": sorted({f.rank for f in facs}),
-            "scales": sorted({round(f.scale, 6) for f in facs}),
-            "rslora": bool(ad.config.get("use_rslora", False)),
-            "extra": sorted(ad.extra),
-            "path": ad.source,
-        })
-    return rows

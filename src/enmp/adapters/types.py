@@ -6,7 +6,30 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..merging.base import TaskDelta
+
+@dataclass(frozen=True, eq=False)
+class TaskDelta:
+    """One task's low-rank update of one matrix: ΔW = scale · B @ A (what every merge method consumes).
+
+    ``seed_key`` names (task, matrix) so random per-entry choices (DARE) are drawn once per run from the
+    run seed and reused by every candidate, whatever else is kept.
+    """
+
+    B: torch.Tensor  # d_out × r
+    A: torch.Tensor  # r × d_in
+    scale: float
+    seed_key: str = ""
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (self.B.shape[0], self.A.shape[1])
+
+    @property
+    def rank(self) -> int:
+        return self.A.shape[0]
+
+    def dense(self, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        return (self.B.to(dtype) @ self.A.to(dtype)) * self.scale
 
 
 @dataclass(frozen=True)
@@ -66,6 +89,24 @@ class AdapterSet:
     @property
     def projections(self) -> list[str]:
         return sorted({t.projection for t in self.targets})
+
+    def describe(self) -> list[dict]:
+        """One row per task: matrices, layers, projections, ranks, scales (`enmp inspect`, model cards)."""
+        rows = []
+        for ad in self.adapters:
+            facs = [ad.factors[t.module] for t in self.targets]
+            rows.append({
+                "task": ad.name,
+                "matrices": len(facs),
+                "layers": self.layers,
+                "projections": self.projections,
+                "ranks": sorted({f.rank for f in facs}),
+                "scales": sorted({round(f.scale, 6) for f in facs}),
+                "rslora": bool(ad.config.get("use_rslora", False)),
+                "extra": sorted(ad.extra),
+                "path": ad.source,
+            })
+        return rows
 
     def deltas(self, target: TargetMatrix, tasks: list[int] | None = None) -> list[TaskDelta]:
         """TaskDeltas of the given task indices (default all) for one matrix, in task order."""

@@ -12,16 +12,28 @@ from rich.console import Console
 from rich.markup import escape
 
 from ..errors import EnmpError
+from ..merging import METHODS, available_methods, method_params
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Merge LoRA experts with Evolutionary Negative Module Pruning (ENMP).")
 err_console = Console(stderr=True)
 
-_TOPK_METHODS = ("ties", "dare_ties", "knots")
+
+
+def _defaults(param: str) -> str:
+    """'ties 80.0, knots 90.0' — each method's own default, read from the merge registry."""
+    values = {name: m.defaults[param] for name, m in sorted(METHODS.items()) if param in m.defaults}
+    if len(set(values.values())) == 1 and len(values) == len(METHODS):
+        return f"{next(iter(values.values()))} for every method"
+    return ", ".join(f"{name} {value}" for name, value in values.items())
+
+
+def _error_line(message: str) -> None:
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
 
 
 def _fail(message: str, code: int = 2) -> None:
-    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    _error_line(message)
     raise typer.Exit(code)
 
 
@@ -29,15 +41,17 @@ def _fail(message: str, code: int = 2) -> None:
 def merge(
     base: str = typer.Option(..., "--base", help="Base model: local HF model dir or hub id."),
     adapter: List[str] = typer.Option(..., "--adapter", help="NAME=PATH of a PEFT LoRA adapter (repeat)."),
-    method: str = typer.Option("ta", "--method", help="ta, ties, dare, dare_ties, tsv, knots, core_space, iso_c."),
-    lam: float = typer.Option(1.0, "--lam", help="Global scale λ."),
-    top_k: Optional[float] = typer.Option(None, "--top-k", help="Percent of entries TIES keeps (default 80 for "
-                                                              "ties/dare_ties/knots, else 100)."),
-    drop_rate: Optional[float] = typer.Option(None, "--drop-rate", help="DARE drop rate p (default 0.1 for DARE)."),
-    inner: Optional[str] = typer.Option(None, "--inner", help="Inner method for knots (ties|ta) or core_space "
-                                                            "(tsv|ta|ties|iso_c)."),
+    method: str = typer.Option("ta", "--method", help=", ".join(available_methods()) + "."),
+    lam: Optional[float] = typer.Option(None, "--lam", help=f"Global scale λ (default: {_defaults('lam')})."),
+    top_k: Optional[float] = typer.Option(None, "--top-k", help="Percent of entries TIES trimming keeps "
+                                                              f"(default: {_defaults('top_k')})."),
+    drop_rate: Optional[float] = typer.Option(None, "--drop-rate", help=f"DARE drop rate p (default: "
+                                                                      f"{_defaults('drop_rate')})."),
+    inner: Optional[str] = typer.Option(None, "--inner", help="Inner method (default: "
+                                                            f"{_defaults('inner')})."),
     iso: bool = typer.Option(False, "--iso", help="Flatten the spectrum of the result (Iso-C style)."),
-    seed: int = typer.Option(0, "--seed", help="Seed for DARE's drop masks."),
+    seed: Optional[int] = typer.Option(None, "--seed", help=f"Seed for DARE's drop masks (default: "
+                                                          f"{_defaults('seed')})."),
     mask: Optional[Path] = typer.Option(None, "--mask", help="Keep-mask JSON (tasks, layers, keep)."),
     out: Path = typer.Option(..., "--out", help="Output model directory."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out."),
@@ -49,15 +63,13 @@ def merge(
                                                                          "unknown module names."),
 ):
     """Merge LoRA experts into the base model and write a Hugging Face model directory."""
-    from ..adapters import parse_adapter_args
+    from .adapter_args import parse_adapter_args
     from ..engine.merge_api import merge_to_dir
-    from ..merging import MergeParams
 
     if dtype not in (None, "float32", "float16", "bfloat16"):
         _fail(f"--dtype: unknown dtype '{dtype}' — use float32, float16 or bfloat16")
-    params = MergeParams(lam=lam, top_k=top_k if top_k is not None else (80.0 if method in _TOPK_METHODS else 100.0),
-                         drop_rate=drop_rate if drop_rate is not None else (0.1 if method.startswith("dare") else 0.0),
-                         seed=seed, inner=inner, iso=iso)
+    params = method_params(method, lam=lam, top_k=top_k, drop_rate=drop_rate, seed=seed, inner=inner,
+                           iso=iso or None)
     console = Console(stderr=True)
     # On a terminal: timestamped log lines; piped or captured: one plain line per message (no wrapping).
     log = console.log if console.is_terminal else (
@@ -79,10 +91,11 @@ def inspect(
     """Show tasks, layers, projections, ranks and scales of a set of adapters."""
     from rich.table import Table
 
-    from ..adapters import BaseCheckpoint, describe, load_adapter_set, parse_adapter_args
+    from ..adapters import BaseCheckpoint, load_adapter_set
+    from .adapter_args import parse_adapter_args
 
     aset = load_adapter_set(BaseCheckpoint(base), parse_adapter_args(adapter), layer_regex=layer_regex)
-    rows = describe(aset)
+    rows = aset.describe()
     table = Table(title=f"{len(aset.tasks)} adapters on {base} — {len(aset.layers)} layers, "
                         f"{len(aset.targets)} matrices")
     for col in rows[0]:
@@ -141,7 +154,7 @@ def search(
 
         do_dry_run(cfg, console=Console())
         return
-    from ..engine.run import run_search
+    from ..api import run_search
 
     try:
         run_search(cfg, run_dir, resume=resume is not None, overwrite=overwrite)
@@ -173,9 +186,10 @@ def apply_overrides(cfg, overrides: dict, resuming: bool):
 @app.command()
 def report(run_dir: Path = typer.Argument(..., help="A run directory written by `enmp search`.")):
     """Print a finished run's results table again."""
-    from ..report.tables import load_report, print_report
+    from ..engine.run_report import RunReport
+    from ..report import print_report
 
-    print_report(load_report(run_dir), Console())
+    print_report(RunReport.load(run_dir), Console())
 
 
 @app.command("convert-heads")
@@ -204,8 +218,19 @@ def demo(
     run_demo(out, cache, quick=quick)
 
 
-def _error_line(message: str) -> None:
-    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+@app.command()
+def push(
+    run_dir: Path = typer.Argument(..., help="A run directory (`enmp search`) or an `enmp merge --out` dir."),
+    repo_id: str = typer.Option(..., "--repo-id", help="Hub model repo to create or update: ORG/NAME."),
+    adapter: bool = typer.Option(False, "--adapter", help="Upload the merged LoRA adapter, not the model."),
+    private: bool = typer.Option(False, "--private", help="Create the repo as private."),
+):
+    """Upload the merged model (or --adapter) and its model card to the Hugging Face Hub."""
+    from .push import push as push_to_hub
+
+    log = lambda m: err_console.print(m, soft_wrap=True, highlight=False, markup=False)  # noqa: E731
+    url = push_to_hub(run_dir, repo_id, adapter=adapter, private=private, log=log)
+    Console().print(f"uploaded to {url}", soft_wrap=True, highlight=False, markup=False)
 
 
 def main(argv: Optional[list[str]] = None) -> None:

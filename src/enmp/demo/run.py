@@ -21,16 +21,17 @@ from rich.table import Table
 
 from ..config import RunConfig, parse_config
 from ..errors import EnmpError
-from ..io import atomic_write_json
+from ..atomic_files import atomic_write_json
 
-#: base merges shown in the table: method → (hyperparameters, λ grid tuned on validation)
+#: base merges shown in the table: method → (hyperparameters besides the method's own defaults, λ grid
+#: tuned on validation)
 BASE_METHODS = {
     "ta": ({}, (0.3, 0.5, 0.7)),
-    "ties": ({"top_k": 80}, (0.7, 1.0)),
-    "dare_ties": ({"top_k": 80, "drop_rate": 0.1, "seed": 1}, (0.7, 1.0)),
+    "ties": ({}, (0.7, 1.0)),
+    "dare_ties": ({"seed": 1}, (0.7, 1.0)),
     "tsv": ({}, (0.5, 0.7)),
-    "knots": ({"top_k": 90, "inner": "ties"}, (0.7, 1.0)),
-    "core_space": ({"inner": "tsv"}, (0.5, 0.7)),
+    "knots": ({}, (0.7, 1.0)),
+    "core_space": ({}, (0.5, 0.7)),
     "iso_c": ({}, (0.3, 0.5)),
 }
 
@@ -147,14 +148,14 @@ def prepare_demo(cache: Path, settings: Optional[DemoSettings] = None, console: 
 
 def _tune_lambda(ws, method: str, extra: dict, grid, expert_val: dict):
     """Pick λ for the base merge on validation (a fair baseline), as users of plain merges would."""
-    from ..engine.evaluator import Evaluator
+    from ..engine.local import LocalEvaluator
     from ..evaluation import fitness
-    from ..merging import MergeParams
+    from ..merging import method_params
 
     full = np.ones((len(ws.tasks), len(ws.groups)), bool)
     best = None
     for lam in grid:
-        ev = Evaluator(ws, method, MergeParams(lam=lam, **extra))
+        ev = LocalEvaluator(ws, method, method_params(method, lam=lam, **extra))
         ev.expert["val"] = expert_val
         fit = fitness(ev.scores(full, "val"), expert_val)
         if best is None or fit > best[1]:
@@ -174,11 +175,11 @@ def _expert_table(tasks, metrics, expert) -> Table:
 
 
 def run_demo(out: Path, cache: Path, quick: bool = False, console: Optional[Console] = None) -> dict:
-    from ..engine.evaluator import Evaluator
-    from ..engine.run import SearchRun
+    from ..engine.local import LocalEvaluator
+    from ..api import run_search
     from ..engine.workspace import build_workspace
     from ..evaluation import summary
-    from ..merging import MergeParams
+    from ..merging import MergeParams, method_params
     from ..report import print_report
 
     console = console or Console()
@@ -191,7 +192,7 @@ def run_demo(out: Path, cache: Path, quick: bool = False, console: Optional[Cons
     cfg, tasks, metrics = prepare_demo(Path(cache), s, console)
     t_prep = time.perf_counter() - started
     ws = build_workspace(cfg, log=console.log)
-    ev = Evaluator(ws, "ta", MergeParams(lam=1.0))
+    ev = LocalEvaluator(ws, "ta", MergeParams(lam=1.0))
     expert = {split: ev.compute_expert(split) for split in ("val", "test")}
     console.print(_expert_table(tasks, metrics, expert))
     out = Path(out)
@@ -202,7 +203,7 @@ def run_demo(out: Path, cache: Path, quick: bool = False, console: Optional[Cons
         for method in methods:
             extra, grid = BASE_METHODS[method]
             lam, _ = _tune_lambda(ws, method, extra, grid, expert["val"])
-            bev = Evaluator(ws, method, MergeParams(lam=lam, **extra))
+            bev = LocalEvaluator(ws, method, method_params(method, lam=lam, **extra))
             bev.expert.update(expert)
             full = np.ones((len(ws.tasks), len(ws.groups)), bool)
             rows[method] = {"lam": lam, "base": {sp: summary(bev.scores(full, sp), expert[sp])
@@ -213,12 +214,12 @@ def run_demo(out: Path, cache: Path, quick: bool = False, console: Optional[Cons
         merge = {"lam": rows[method]["lam"], **extra}
         mcfg = demo_config(Path(cfg.base), Path(cache) / "data", tasks, Path(cache) / "experts", s, method, merge)
         console.rule(f"ENMP on {method} (λ {merge['lam']})")
-        run = SearchRun(mcfg, out / method, overwrite=True, console=console, workspace=ws, expert=expert,
-                        base={sp: rows[method]["base"][sp]["raw"] for sp in ("val", "test")})
-        report = run.run()
+        report = run_search(mcfg, out / method, overwrite=True, console=console, print_table=False, workspace=ws,
+                            expert=expert, base={sp: rows[method]["base"][sp]["raw"] for sp in ("val", "test")})
         print_report(report, console)
-        rows[method].update(enmp=report["enmp"], random=report["random"], pruned=report["pruned"],
-                            seconds=report["seconds"], evaluations=report["evaluations"])
+        dump = report.model_dump(mode="json")
+        rows[method].update(enmp=dump["enmp"], random=dump["random"], pruned=dump["pruned"],
+                            seconds=report.seconds, evaluations=report.evaluations)
     table = Table(title="test mean normalized accuracy (%) — base merge vs + ENMP vs + random pruning",
                   title_justify="left")
     for col in ("method", "λ", "base merge", "+ ENMP", "Δ", "+ random (mean ± std)", "pruned", "search s"):

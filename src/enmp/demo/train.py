@@ -19,7 +19,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from ..io import atomic_dir, atomic_write_json
+from ..atomic_files import atomic_dir, atomic_write_json
 from .data import read_split
 
 TARGET_MODULES = ["query", "key", "value", "attention.output.dense"]

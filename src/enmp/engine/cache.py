@@ -21,6 +21,16 @@ class MergeCache:
         self.bytes = 0
         self.hits = self.misses = 0
 
+    def set_budget(self, budget_mb: float) -> None:
+        """Change the budget, evicting least recently used entries until the cache fits."""
+        self.budget = int(budget_mb * 2**20)
+        self._evict()
+
+    def _evict(self) -> None:
+        while self.bytes > self.budget:
+            _, old = self._items.popitem(last=False)
+            self.bytes -= old.numel() * old.element_size()
+
     def get_or_compute(self, key: Hashable, compute: Callable[[], torch.Tensor]) -> torch.Tensor:
         item = self._items.get(key)
         if item is not None:
@@ -33,9 +43,7 @@ class MergeCache:
         if size <= self.budget:
             self._items[key] = value
             self.bytes += size
-            while self.bytes > self.budget:
-                _, old = self._items.popitem(last=False)
-                self.bytes -= old.numel() * old.element_size()
+            self._evict()
         return value
 
     def clear(self) -> None:

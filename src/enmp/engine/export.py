@@ -1,7 +1,8 @@
 """Write merged outputs from pure tensors: a Hugging Face model dir and a merged PEFT LoRA adapter.
 
 The model is written shard by shard from the base checkpoint (same tensor names and sharding), so memory
-stays at one shard plus the adapted matrices, whatever the model size.
+stays at one shard plus the adapted matrices, whatever the model size. A GGUF base is written as one
+model.safetensors of its dequantised weights (Hugging Face names), plus config.json and its tokenizer.
 """
 
 from __future__ import annotations
@@ -16,11 +17,11 @@ import torch
 from safetensors.torch import save_file
 
 from ..adapters import AdapterSet, BaseCheckpoint
+from ..dtypes import DTYPES
 from ..errors import EnmpError
 from ..masking import Mask, group_label
 from ..merging import MergeParams, merge
 
-_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 MAX_EXACT_RANK = 256  # merged-adapter rank cap when the user gives none
 
 
@@ -44,34 +45,35 @@ def _copy_side_files(base: BaseCheckpoint, out: Path, dtype: Optional[str]) -> N
     (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     for f in base.tokenizer_files:
         shutil.copy2(f, out / f.name)
+    if base.gguf is not None:
+        base.gguf.save_tokenizer(out)
 
 
 def write_model(out: Path, base: BaseCheckpoint, deltas: dict[str, torch.Tensor],
                 dtype: Optional[str] = None, log: Callable[[str], None] = lambda _m: None) -> None:
     """Base tensors with W + ΔW on adapted matrices, into `out` (must be a fresh directory)."""
-    cast = _DTYPES[dtype] if dtype else None
+    cast = DTYPES[dtype] if dtype else None
     weight_map: dict[str, str] = {}
-    total = 0
-    for file in base.weight_files:
-        tensors: dict[str, torch.Tensor] = {}
-        from safetensors import safe_open
-
-        with safe_open(file, framework="pt") as fh:
-            for name in fh.keys():
-                t = fh.get_tensor(name)
-                if name in deltas:
-                    t = (t.to(torch.float32) + deltas[name]).to(t.dtype)
-                if cast is not None and t.is_floating_point():
-                    t = t.to(cast)
-                tensors[name] = t.contiguous()
-                weight_map[name] = file.name
-                total += t.numel() * t.element_size()
-        save_file(tensors, str(out / file.name), metadata={"format": "pt"})
-        log(f"wrote {file.name}")
+    total = n_files = 0
+    if base.gguf is not None:
+        log(f"base is GGUF ({base.gguf.name}): writing its dequantised weights as plain safetensors "
+            f"({dtype or 'float32'}, Hugging Face tensor names), not re-quantised")
+    for file_name, tensors in base.shards():
+        for name, t in tensors.items():
+            if name in deltas:
+                t = (t.to(torch.float32) + deltas[name]).to(t.dtype)
+            if cast is not None and t.is_floating_point():
+                t = t.to(cast)
+            tensors[name] = t.contiguous()
+            weight_map[name] = file_name
+            total += t.numel() * t.element_size()
+        save_file(tensors, str(out / file_name), metadata={"format": "pt"})
+        n_files += 1
+        log(f"wrote {file_name}")
     missing = set(deltas) - set(weight_map)
     if missing:
         raise EnmpError(f"adapted weights missing from the base checkpoint: {sorted(missing)[:3]}")
-    if len(base.weight_files) > 1:
+    if n_files > 1:
         index = {"metadata": {"total_size": total}, "weight_map": weight_map}
         (out / "model.safetensors.index.json").write_text(json.dumps(index, indent=2) + "\n")
     _copy_side_files(base, out, dtype)
@@ -102,7 +104,7 @@ def write_adapter(out: Path, base: BaseCheckpoint, deltas: dict[str, torch.Tenso
 
     Factors are stored in `dtype` when given (like the merged model), else float32.
     """
-    cast = _DTYPES[dtype] if dtype else torch.float32
+    cast = DTYPES[dtype] if dtype else torch.float32
     tensors: dict[str, torch.Tensor] = {}
     ranks: dict[str, int] = {}
     errors: dict[str, float] = {}

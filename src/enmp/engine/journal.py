@@ -1,33 +1,29 @@
-"""Crash-safe run state: after every generation the journal is rewritten atomically.
+"""Crash-safe run state: append-only logs plus a small commit record (the model of Optuna's journal storage).
 
-Commit protocol: the strategy state goes to `state/strategy-<gen>.pkl` first, then `state/journal.json`
-(which names that file) replaces the old journal. A kill at any point leaves the previous generation's
-journal and its strategy file intact, so `--resume` continues exactly where the journal says.
-The strategy pickle is written by enmp itself (pycma's state has no other format); never resume a run
-directory you did not create.
+After each generation its evaluation lines are appended to `evaluations.jsonl` and its line to
+`history.jsonl` (flushed and fsynced), then `state/journal.json` — generation, time, reference scores and the
+committed length of each log — atomically replaces the old one: O(one generation) of writing, not a rewrite.
+A kill between the two leaves a tail past the committed lengths; loading cuts it off, so a resumed run ends
+with the very logs of an uninterrupted one. Nothing else is saved: every strategy is seeded, so `--resume`
+rebuilds it from config.yaml and replays the logged fitnesses (`SearchRun._search`); nothing is unpickled.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
-
-import numpy as np
 
 from ..errors import EnmpError
-from ..io import atomic_write_bytes, atomic_write_json, atomic_write_text, read_json
+from ..atomic_files import atomic_write_json, read_json
 
 STATE_DIR = "state"
+FORMAT = "enmp.journal/2"
+LOGS = {"evaluations": "evaluations.jsonl", "history": "history.jsonl"}  # journal field → log file
 
 
-def keep_to_str(keep: np.ndarray) -> str:
-    return ";".join("".join("1" if v else "0" for v in row) for row in np.asarray(keep, dtype=bool))
-
-
-def keep_from_str(text: str) -> np.ndarray:
-    return np.array([[c == "1" for c in row] for row in text.split(";")], dtype=bool)
+_FIX = "start the run again without --resume (or in a new directory)"
 
 
 @dataclass
@@ -39,47 +35,76 @@ class Journal:
     expert: dict = field(default_factory=dict)  # split → task → accuracy
     base: dict = field(default_factory=dict)  # split → task → accuracy of the full merge
     seconds: float = 0.0
-    strategy_file: Optional[str] = None
+    sizes: dict = field(default_factory=lambda: dict.fromkeys(LOGS, 0))  # committed bytes per log
 
     @property
     def state_dir(self) -> Path:
         return self.run_dir / STATE_DIR
 
-    def save(self, strategy_state: Optional[bytes]) -> None:
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        previous = self.strategy_file
-        if strategy_state is not None:
-            self.strategy_file = f"strategy-{self.generation:05d}.pkl"
-            atomic_write_bytes(self.state_dir / self.strategy_file, strategy_state)
+    def start(self) -> None:
+        """A new run: empty logs and the generation-0 commit (expert and base scores)."""
+        for name in LOGS.values():
+            with open(self.run_dir / name, "wb") as fh:
+                os.fsync(fh.fileno())
+        self.commit()
+
+    def append(self, evaluations: list[dict], line: dict) -> None:
+        """One finished generation: append it to the logs, then commit (only the commit makes it count)."""
+        for key, rows in (("evaluations", evaluations), ("history", [line])):
+            with open(self.run_dir / LOGS[key], "ab") as fh:
+                fh.write("".join(json.dumps(r) + "\n" for r in rows).encode("utf-8"))
+                fh.flush()
+                os.fsync(fh.fileno())
+                self.sizes[key] = fh.tell()
+        self.evaluations.extend(evaluations)
+        self.history.append(line)
+        self.generation, self.seconds = line["generation"], line["elapsed"]
+        self.commit()
+
+    def commit(self) -> None:
         atomic_write_json(self.state_dir / "journal.json", {
-            "generation": self.generation, "seconds": self.seconds, "strategy_file": self.strategy_file,
-            "expert": self.expert, "base": self.base, "history": self.history,
-            "evaluations": self.evaluations})
-        if previous and previous != self.strategy_file:
-            (self.state_dir / previous).unlink(missing_ok=True)
-        self.write_history()
+            "format": FORMAT, "generation": self.generation, "seconds": self.seconds, "expert": self.expert,
+            "base": self.base, "logs": {k: {"bytes": self.sizes[k], "lines": len(getattr(self, k))} for k in LOGS}})
 
-    def write_history(self) -> None:
-        atomic_write_text(self.run_dir / "history.jsonl", "".join(json.dumps(h) + "\n" for h in self.history))
-        atomic_write_text(self.run_dir / "evaluations.jsonl",
-                          "".join(json.dumps(e) + "\n" for e in self.evaluations))
-
-    def strategy_state(self) -> Optional[bytes]:
-        if not self.strategy_file:
-            return None
-        return (self.state_dir / self.strategy_file).read_bytes()
+    def mismatch(self, generation: int, what: str) -> EnmpError:
+        """The journal and a replay of the rebuilt strategy disagree: edited, or from another version."""
+        return EnmpError(f"the journal disagrees with a replay of the search at generation {generation} ({what})",
+                         where=f"--resume {self.run_dir}",
+                         fix="it was written by another enmp/pycma version or edited; " + _FIX)
 
     @classmethod
     def load(cls, run_dir: Path) -> "Journal":
+        """The committed state; a log's uncommitted tail (a kill between append and commit) is cut off."""
         path = run_dir / STATE_DIR / "journal.json"
+        corrupt = EnmpError("the search journal is corrupt", where=str(path), fix=_FIX)
         data = read_json(path, missing=EnmpError(
             f"{run_dir} has no saved search state ({STATE_DIR}/journal.json)", where="--resume",
-            fix="pass a run directory of an interrupted `enmp search`, or start a new run"),
-            corrupt=EnmpError("the search journal is corrupt", where=str(path),
-                              fix="start the run again without --resume"))
-        journal = cls(run_dir, data["generation"], data["evaluations"], data["history"], data["expert"],
-                      data["base"], data["seconds"], data["strategy_file"])
-        if journal.strategy_file and not (journal.state_dir / journal.strategy_file).is_file():
-            raise EnmpError(f"strategy state {journal.strategy_file} is missing", where=str(path),
-                            fix="start the run again without --resume")
+            fix="pass a run directory of an interrupted `enmp search`, or start a new run"), corrupt=corrupt)
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
+            raise EnmpError("the search journal is from another enmp version", where=str(path), fix=_FIX)
+        try:
+            journal = cls(run_dir, int(data["generation"]), expert=data["expert"], base=data["base"],
+                          seconds=float(data["seconds"]))
+            committed_logs = {key: (int(data["logs"][key]["bytes"]), int(data["logs"][key]["lines"])) for key in LOGS}
+        except (KeyError, TypeError, ValueError):
+            raise corrupt from None
+        for key, name in LOGS.items():
+            log, (size, lines) = run_dir / name, committed_logs[key]
+            if not log.is_file() or log.stat().st_size < size:
+                raise EnmpError(f"{name} is shorter than its journal says", where=str(run_dir), fix=_FIX)
+            with open(log, "r+b") as fh:
+                fh.truncate(size)
+                os.fsync(fh.fileno())
+                fh.seek(0)
+                text = fh.read().decode("utf-8", errors="replace")
+            try:
+                rows = [json.loads(row) for row in text.splitlines()]
+            except json.JSONDecodeError:
+                raise EnmpError(f"{name} is corrupt", where=str(run_dir), fix=_FIX) from None
+            if len(rows) != lines:
+                raise corrupt
+            setattr(journal, key, rows)
+            journal.sizes[key] = size
+        if len(journal.history) != journal.generation:
+            raise corrupt
         return journal

@@ -6,14 +6,15 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from ..adapters import BaseCheckpoint, load_adapter_set
-from ..io import atomic_dir, atomic_write_json, check_output_dir
+from ..atomic_files import atomic_dir, atomic_write_json, check_output_dir
 from ..masking import Mask, group_labels
-from ..merging import MergeParams, get_method, resolve_params, validate_params
+from ..merging import MergeParams, method_params, resolved
 from .export import merged_deltas, write_adapter, write_model
+from .model_card import merge_command, write_card
 
 
 def merge_to_dir(base: str, adapters: dict[str, str], out: str | Path, *, method: str = "ta",
-                 params: MergeParams = MergeParams(), mask: Optional[str | Path | Mask] = None,
+                 params: Optional[MergeParams] = None, mask: Optional[str | Path | Mask] = None,
                  grouping: str = "layer", layer_regex: Optional[str] = None, overwrite: bool = False,
                  save_adapter: bool = False, adapter_rank: Optional[int] = None, dtype: Optional[str] = None,
                  log: Callable[[str], None] = lambda _m: None) -> dict:
@@ -22,9 +23,7 @@ def merge_to_dir(base: str, adapters: dict[str, str], out: str | Path, *, method
     Everything is validated before anything is written; the directory appears only when complete.
     Returns a summary (tasks, layers, pruned modules, adapter reconstruction errors).
     """
-    get_method(method)
-    validate_params(method, params)
-    params = resolve_params(method, params)
+    params = method_params(method) if params is None else resolved(method, params)
     check_output_dir(out, overwrite)
     ckpt = BaseCheckpoint(base)
     aset = load_adapter_set(ckpt, adapters, layer_regex=layer_regex)
@@ -36,12 +35,18 @@ def merge_to_dir(base: str, adapters: dict[str, str], out: str | Path, *, method
     log(f"merging {len(aset.tasks)} adapters over {len(aset.targets)} matrices with {method}")
     deltas = merged_deltas(aset, keep, grouping, method, params)
     errors: dict[str, float] = {}
+    card = {"base": ckpt, "adapters": aset, "method": method, "params": params, "grouping": grouping,
+            "pruned": keep.pruned(), "command": merge_command(
+                base, adapters, method, params, mask=mask is not None, out=out, grouping=grouping,
+                layer_regex=layer_regex, save_adapter=save_adapter, adapter_rank=adapter_rank, dtype=dtype)}
     with atomic_dir(out, overwrite) as tmp:
         write_model(tmp, ckpt, deltas, dtype, log)
+        write_card(tmp, "model", **card)
         if save_adapter:
             errors = write_adapter(tmp / "adapter", ckpt, deltas, adapter_rank, log, dtype=dtype)
+            write_card(tmp / "adapter", "adapter", **card)
         keep.save(tmp / "mask.json")
         summary = {"base": ckpt.source, "tasks": aset.tasks, "layers": layers, "method": method,
-                   "params": params.__dict__, "pruned": keep.pruned(), "adapter_errors": errors}
+                   "params": params.to_dict(), "pruned": keep.pruned(), "adapter_errors": errors}
         atomic_write_json(tmp / "enmp_merge.json", summary)
     return summary

@@ -15,7 +15,7 @@ import torch
 from ..adapters.types import AdapterSet, TargetMatrix
 from ..errors import EnmpError
 from ..masking import group_label
-from ..merging import MergeParams, merge, resolve_params
+from ..merging import MergeParams, merge, resolved
 from .cache import MergeCache
 
 
@@ -70,7 +70,7 @@ class LivePatcher:
     @torch.no_grad()
     def apply(self, keep: np.ndarray, method: str, params: MergeParams) -> int:
         """Patch the model to the merge of `keep` (T × G bools); returns how many matrices changed."""
-        params = resolve_params(method, params)
+        params = resolved(method, params)
         spec = (method, params.cache_key())
         changed = 0
         for i, param in enumerate(self.params):

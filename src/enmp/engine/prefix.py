@@ -45,6 +45,7 @@ class PrefixCache:
         self.entries: OrderedDict[tuple, dict] = OrderedDict()
         self.bytes = 0
         self.layers_skipped = self.layers_run = 0
+        self.layer_rows = 0  # rows (sequences or images) × layers actually run: the work done
         self._plan: Optional[dict] = None
         for i, layer in enumerate(layer_list):
             layer.forward = types.MethodType(self._make_forward(i, layer.forward), layer)
@@ -63,6 +64,7 @@ class PrefixCache:
                 return args[0]  # skipped: the layer above it is skipped too, so this value is never used
             out = original(*args, **kwargs)
             cache.layers_run += 1
+            cache.layer_rows += int(args[0].shape[0]) if args and isinstance(args[0], torch.Tensor) else 0
             if isinstance(out, torch.Tensor) and index < len(cache.layers) - 1:
                 plan["record"].setdefault(index, {})[plan["batch"]] = out.detach().clone()
             return out

@@ -13,40 +13,45 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from ..config import RunConfig
 from ..evaluation import fitness, summary
-from ..io import atomic_dir, atomic_write_json, atomic_write_text, check_output_dir
-from ..masking import Mask
-from ..merging import MergeParams, get_method, resolve_params, validate_params
-from ..report import plot_convergence, plot_mask, print_report
+from ..atomic_files import atomic_dir, atomic_write_json, atomic_write_text, check_output_dir
+from ..masking import Mask, keep_from_str, keep_to_str
+from ..merging import MergeParams
 from ..search import get_strategy
-from .evaluator import CandidateResult, Evaluator
+from .evaluator import CandidateResult, Cost
 from .export import merged_deltas, write_adapter, write_model
-from .journal import Journal, keep_from_str, keep_to_str
-from .workspace import Workspace, build_workspace
-
-
-def merge_params(cfg: RunConfig) -> MergeParams:
-    m = cfg.merge
-    get_method(m.method)
-    params = MergeParams(lam=m.lam, top_k=m.top_k, drop_rate=m.drop_rate, seed=m.seed, inner=m.inner, iso=m.iso)
-    validate_params(m.method, params)
-    return resolve_params(m.method, params)
+from .journal import Journal
+from .local import LocalEvaluator
+from .rounds import evaluate_round, fold_scores, logged_results
+from .run_report import RunReport
+from .workspace import RunInputs, Workspace, build_workspace, load_inputs
 
 
 def make_strategy(cfg: RunConfig, shape: tuple[int, int], name: Optional[str] = None, **options):
+    """The configured strategy; `search.sigma0` goes to every strategy that takes a σ0 (unset: its own)."""
     s = cfg.search
     cls = get_strategy(name or s.strategy)
-    if (name or s.strategy) in ("cma",):
+    if s.sigma0 is not None and "sigma0" in cls.OPTIONS:
         options.setdefault("sigma0", s.sigma0)
+    if name is None:
+        options = {**s.options, **options}
     return cls(shape, rho=s.rho, seed=s.seed, popsize=s.popsize, generations=s.generations, **options)
 
 
-def default_evaluator_factory(cfg: RunConfig) -> Callable:
-    """In-process Evaluator for one worker; Ray actors (imported only then) for several or a cluster."""
+def default_evaluator_factory(cfg: RunConfig, log: Optional[Callable[[str], None]] = None) -> Callable:
+    """In-process evaluator for one worker; Ray actors (imported only then) for several or a cluster.
+
+    A factory takes (inputs, method, params); a `Workspace` passed as inputs is used as it is.
+    """
     if cfg.parallel.workers > 1 or cfg.parallel.ray_address:
         from .parallel import ParallelEvaluator
 
         return ParallelEvaluator
-    return Evaluator
+
+    def local(inputs: RunInputs, method: str, params: MergeParams) -> LocalEvaluator:
+        ws = inputs if isinstance(inputs, Workspace) else build_workspace(cfg, inputs=inputs, log=log)
+        return LocalEvaluator(ws, method, params)
+
+    return local
 
 
 class SearchRun:
@@ -56,18 +61,20 @@ class SearchRun:
                  console: Optional[Console] = None, evaluator_factory: Optional[Callable] = None,
                  show_progress: bool = True, workspace: Optional[Workspace] = None,
                  expert: Optional[dict] = None, base: Optional[dict] = None):
+        # the saved config.yaml names every merge value used, so it replays this merge whatever defaults say
+        cfg = cfg.model_copy(update={"merge": cfg.merge.resolved()})
         self.cfg, self.run_dir, self.resume = cfg, Path(run_dir), resume
         self.console = console or Console(stderr=True)
         self.show_progress = show_progress
-        self.params = merge_params(cfg)
+        self.params = cfg.merge.params()
         if not resume:
             check_output_dir(self.run_dir, overwrite)
-        get_strategy(cfg.search.strategy)
         # a caller running several searches on one model (the demo) passes its workspace and expert scores
-        self.ws: Workspace = workspace or build_workspace(cfg, log=self._log)
-        factory = evaluator_factory or default_evaluator_factory(cfg)
-        self.evaluator = factory(self.ws, cfg.merge.method, self.params, cfg.eval.cache_mb)
-        make_strategy(cfg, self.evaluator.shape)  # settings are checked before anything is written
+        self.inputs: RunInputs = workspace or load_inputs(cfg, log=self._log)
+        # built once, before any model is loaded: bad search settings fail fast and nothing is written
+        self.strategy = make_strategy(cfg, (len(self.inputs.task_names), len(self.inputs.groups)))
+        factory = evaluator_factory or default_evaluator_factory(cfg, self._log)
+        self.evaluator = factory(self.inputs, cfg.merge.method, self.params)
         self.journal = Journal.load(self.run_dir) if resume else Journal(self.run_dir)
         if not resume:  # scores the caller already has for this exact merge (split → task → accuracy)
             self.journal.expert = {split: dict(scores) for split, scores in (expert or {}).items()}
@@ -99,71 +106,83 @@ class SearchRun:
         atomic_write_json(self.run_dir / "expert.json", j.expert)
 
     # ------------------------------------------------------------------ search loop
-    def _search(self) -> tuple[np.ndarray, float]:
+    def _search(self) -> np.ndarray:
+        """Ask/tell until done. On resume the strategy, rebuilt from the config (seeded), first replays the
+        journaled generations with their logged fitnesses (no model, no pickle); each must match exactly."""
         cfg, ev, j = self.cfg, self.evaluator, self.journal
-        shape = ev.shape
-        state = j.strategy_state()
-        strategy = make_strategy(cfg, shape) if state is None else get_strategy(cfg.search.strategy).from_state(state)
+        strategy = self.strategy
+        full_fit = fitness(j.base["val"], j.expert["val"])
+        # a strategy racing on folds reports fitness on its folds, not comparable with the full split's
+        races = strategy.validation_folds(cfg.search.options) > 0
+        best_keep, best_fit = np.ones(ev.shape, dtype=bool), -np.inf if races else full_fit
+        logged: dict[int, list[dict]] = {}
+        for split in ("val", "test") if self.resume else ():  # the full merge is cached, as it was before
+            ev.remember(best_keep, split, CandidateResult(j.base[split], fitness(j.base[split], j.expert[split])))
         for e in j.evaluations:  # resume: known results are never recomputed
-            if e.get("split", "val") == "val":
-                ev.remember(keep_from_str(e["keep"]), "val", CandidateResult(e["scores"], e["fitness"], e["error"]))
-        base_fit = fitness(j.base["val"], j.expert["val"])
-        best_keep, best_fit = np.ones(shape, dtype=bool), base_fit
-        if strategy.best is not None and strategy.best_fitness > best_fit:
-            best_keep, best_fit = strategy.best.mask.copy(), strategy.best_fitness
+            logged.setdefault(e["generation"], []).append(e)
+            for split, result in logged_results(e, j.expert["val"]):
+                ev.remember(keep_from_str(e["keep"]), split, result)
+        gen = n_evals = n_forward = 0
         started = time.perf_counter() - j.seconds
-        total = strategy.n_generations
+        # search-only work: val jobs from here on, on top of what the journal says was done before a resume
+        spent_before = ev.spent("val").to_json()
+        logged_cost = j.history[j.generation - 1].get("cost", {}) if j.generation else {}
         with Progress(TextColumn("[bold]search"), BarColumn(), MofNCompleteColumn(),
                       TextColumn("best {task.fields[best]:.2f} · evals {task.fields[evals]}"),
                       TimeElapsedColumn(), console=self.console, disable=not self.show_progress) as bar:
-            task = bar.add_task("gen", total=total, completed=j.generation, best=best_fit, evals=len(j.evaluations))
+            task = bar.add_task("gen", total=strategy.n_generations, best=best_fit, evals=0)
             while not strategy.done:
                 cands = strategy.ask()
-                results = ev.evaluate_many([c.mask for c in cands], "val")
-                strategy.tell(cands, [r.fitness for r in results])
-                j.generation += 1
-                for c, r in zip(cands, results):
-                    j.evaluations.append({"generation": j.generation, "keep": keep_to_str(c.mask),
-                                          "n_pruned": int((~c.mask).sum()), "cached": r.cached, **r.to_json()})
+                gen += 1
+                replay = gen <= j.generation
+                if replay:
+                    rows = logged.get(gen, [])
+                    if [r["keep"] for r in rows] != [keep_to_str(c.mask) for c in cands]:
+                        raise j.mismatch(gen, "the candidate masks differ")
+                else:
+                    rows = evaluate_round(ev, cands, gen, j.expert["val"])
+                strategy.tell(cands, [r["fitness"] for r in rows], [fold_scores(r, j.expert["val"]) for r in rows])
                 improved = strategy.best is not None and strategy.best_fitness > best_fit
                 if improved:
                     best_keep, best_fit = strategy.best.mask.copy(), strategy.best_fitness
-                fits = [r.fitness for r in results if np.isfinite(r.fitness)]
-                line = {"generation": j.generation, "evaluations": len(j.evaluations),
-                        "forward_evaluations": sum(not e["cached"] for e in j.evaluations),
+                n_evals += len(rows)
+                n_forward += sum(not r["cached"] for r in rows)
+                fits = [r["fitness"] for r in rows if np.isfinite(r["fitness"])]
+                line = {"generation": gen, "evaluations": n_evals, "forward_evaluations": n_forward,
                         "best_fitness": best_fit, "gen_best": max(fits) if fits else None,
                         "gen_mean": float(np.mean(fits)) if fits else None,
-                        "failed": sum(r.error is not None for r in results), "n_pruned": int((~best_keep).sum()),
-                        "elapsed": time.perf_counter() - started}
-                if cfg.search.track_test:
-                    prev = j.history[-1].get("best_test_fitness") if j.history else None
-                    line["best_test_fitness"] = (ev.evaluate(best_keep, "test").fitness if improved or prev is None
-                                                 else prev)
-                j.history.append(line)
-                j.seconds = line["elapsed"]
-                j.save(strategy.state_dict())
-                bar.update(task, completed=j.generation, best=best_fit, evals=len(j.evaluations))
-        return best_keep, best_fit
+                        "failed": sum(r["error"] is not None for r in rows), "n_pruned": int((~best_keep).sum())}
+                if replay and any(j.history[gen - 1].get(k) != v for k, v in line.items()):
+                    raise j.mismatch(gen, "its history line disagrees with the logged fitnesses")
+                if not replay:
+                    line["elapsed"] = time.perf_counter() - started
+                    spent = ev.spent("val").to_json()
+                    line["cost"] = {k: logged_cost.get(k, 0) + spent[k] - spent_before[k] for k in spent}
+                    if cfg.search.track_test:
+                        prev = j.history[-1].get("best_test_fitness") if j.history else None
+                        line["best_test_fitness"] = (ev.evaluate(best_keep, "test").fitness
+                                                     if improved or prev is None else prev)
+                    j.append(rows, line)
+                bar.update(task, completed=gen, best=best_fit, evals=n_evals)
+        if gen < j.generation:
+            raise j.mismatch(gen, f"the journal has {j.generation} generations, the search {gen}")
+        return strategy.final_mask(full_fit)
 
     # ------------------------------------------------------------------ baselines
     def _random_baseline(self, n_prune: int) -> Optional[dict]:
+        """Random masks pruning as many modules as the search's result (the paper's random baseline)."""
         repeats = self.cfg.search.random_repeats
         if repeats == 0:
             return None
-        shape = self.evaluator.shape
-        rng = np.random.default_rng(self.cfg.search.seed)
-        runs = {"val": [], "test": []}
-        for _ in range(repeats):
-            keep = np.ones(shape[0] * shape[1], dtype=bool)
-            keep[rng.choice(keep.size, size=n_prune, replace=False)] = False
-            for split in runs:
-                runs[split].append(self.evaluator.evaluate(keep.reshape(shape), split).scores)
+        masks = make_strategy(self.cfg, self.evaluator.shape, name="random", n_prune=n_prune).sample(repeats)
         out = {"n_pruned": n_prune, "repeats": repeats}
-        for split, rows in runs.items():
-            raw = {t: float(np.mean([r[t] for r in rows])) for t in self.ws.task_names}
-            s = summary(raw, self.journal.expert[split])
-            s["mean_normalized"] = float(np.mean([fitness(r, self.journal.expert[split]) for r in rows]))
-            s["std"] = float(np.std([fitness(r, self.journal.expert[split]) for r in rows]))
+        for split in ("val", "test"):
+            expert = self.journal.expert[split]
+            rows = [r.scores for r in self.evaluator.evaluate_many(masks, split)]
+            raw = {t: float(np.mean([r[t] for r in rows])) for t in self.inputs.task_names}
+            s = summary(raw, expert)
+            s["mean_normalized"] = float(np.mean([fitness(r, expert) for r in rows]))
+            s["std"] = float(np.std([fitness(r, expert) for r in rows]))
             out[split] = s
         return out
 
@@ -186,55 +205,48 @@ class SearchRun:
         mask.save(self.run_dir / "mask.json")
         if not (out.save_model or out.save_adapter):
             return
-        deltas = merged_deltas(self.ws.adapters, mask, self.cfg.search.grouping, self.cfg.merge.method, self.params)
+        from .model_card import search_command, write_card
+
+        deltas = merged_deltas(self.inputs.adapters, mask, self.cfg.search.grouping, self.cfg.merge.method, self.params)
+        j = self.journal  # the cards' scores: run() has just evaluated this mask, so these are cache hits
+        scores = {s: {"expert": j.expert[s], "base": j.base[s], "enmp": self.evaluator.evaluate(mask.keep, s).scores}
+                  for s in ("val", "test")}
+        card = {"base": self.inputs.base, "adapters": self.inputs.adapters, "method": self.cfg.merge.method,
+                "params": self.params, "grouping": self.cfg.search.grouping, "pruned": mask.pruned(),
+                "scores": scores, "command": search_command(self.run_dir)}
         if out.save_model:
             with atomic_dir(self.run_dir / "model", overwrite=True) as tmp:
-                write_model(tmp, self.ws.base, deltas, out.dtype)
+                write_model(tmp, self.inputs.base, deltas, out.dtype, self._log)
+                write_card(tmp, "model", **card)
         if out.save_adapter:
             with atomic_dir(self.run_dir / "adapter", overwrite=True) as tmp:
-                write_adapter(tmp, self.ws.base, deltas, out.adapter_rank, self._log)
+                write_adapter(tmp, self.inputs.base, deltas, out.adapter_rank, self._log)
+                write_card(tmp, "adapter", **card)
 
-    def run(self) -> dict:
+    def run(self, finish: Optional[Callable[[RunReport], None]] = None) -> RunReport:
+        """Search and write the run directory; `finish(report)` (e.g. the plots) runs before report.json,
+        whose appearance marks a finished run."""
         self._start_dir()
         started = time.perf_counter()
         self._reference_scores()
         if not self.resume:
-            self.journal.save(None)
-        best_keep, _ = self._search()
+            self.journal.start()
+        best_keep = self._search()
         j, ev = self.journal, self.evaluator
+        mask = Mask(self.inputs.task_names, self.inputs.groups, best_keep)
         enmp = {s: summary(ev.evaluate(best_keep, s).scores, j.expert[s]) for s in ("val", "test")}
-        mask = Mask(self.ws.task_names, self.ws.groups, best_keep)
-        report = {"tasks": self.ws.task_names, "method": self.cfg.merge.method, "strategy": self.cfg.search.strategy,
-                  "params": {k: v for k, v in self.params.__dict__.items()}, "layers": list(self.ws.groups),
-                  "pruned": mask.pruned(), "evaluations": len(j.evaluations),
-                  "forward_evaluations": sum(not e["cached"] for e in j.evaluations),
-                  "seconds": j.seconds, "expert": j.expert,
-                  "base": {s: summary(j.base[s], j.expert[s]) for s in ("val", "test")}, "enmp": enmp}
         random = self._random_baseline(mask.n_pruned)
-        if random is not None:
-            report["random"] = random
-        if self.cfg.search.greedy_baseline:
-            report["greedy"] = self._greedy_baseline()
-        report["total_seconds"] = j.seconds + (time.perf_counter() - started)
+        greedy = self._greedy_baseline() if self.cfg.search.greedy_baseline else None
+        report = RunReport(
+            tasks=self.inputs.task_names, method=self.cfg.merge.method, strategy=self.cfg.search.strategy,
+            params=self.params.to_dict(), layers=list(self.inputs.groups), pruned=mask.pruned(),
+            evaluations=len(j.evaluations), forward_evaluations=sum(not e["cached"] for e in j.evaluations),
+            cost=j.history[-1].get("cost", Cost().to_json()) if j.history else Cost().to_json(),
+            seconds=j.seconds, total_seconds=j.seconds + (time.perf_counter() - started), expert=j.expert,
+            base={s: summary(j.base[s], j.expert[s]) for s in ("val", "test")}, enmp=enmp, random=random,
+            greedy=greedy, decision=self.strategy.decision or None)
         self._write_outputs(mask)
-        plots = self.run_dir / "plots"
-        plot_convergence(j.history, report["base"]["val"]["mean_normalized"],
-                         report["base"]["test"]["mean_normalized"], plots / "convergence.png")
-        plot_mask(mask.tasks, mask.layers, mask.keep, plots / "mask.png")
-        atomic_write_json(self.run_dir / "report.json", report)
+        if finish is not None:
+            finish(report)
+        report.save(self.run_dir / "report.json")
         return report
-
-
-def run_search(cfg: RunConfig, run_dir: str | Path, *, resume: bool = False, overwrite: bool = False,
-               console: Optional[Console] = None, show_progress: bool = True, print_table: bool = True) -> dict:
-    run = SearchRun(cfg, Path(run_dir), resume=resume, overwrite=overwrite, console=console,
-                    show_progress=show_progress)
-    try:
-        report = run.run()
-    finally:
-        close = getattr(run.evaluator, "close", None)  # Ray workers, when there are any
-        if close is not None:
-            close()
-    if print_table:
-        print_report(report, Console())
-    return report

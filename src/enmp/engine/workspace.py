@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
@@ -12,15 +11,17 @@ import torch
 from ..adapters import AdapterSet, BaseCheckpoint, load_adapter_set
 from ..adapters.hub import resolve_dir
 from ..config import RunConfig, TaskConfig
-from ..errors import EnmpError
+from ..dtypes import DTYPES
+from ..errors import EnmpError, first_line
 from ..evaluation import (CausalLMTask, ClassificationTask, ClipZeroShotTask, PreparedSplit, TaskKind,
                           load_examples, load_head)
 from ..masking import group_labels
+from ..search import get_strategy
 from .cache import MergeCache
+from .evaluator import fold_split
 from .patch import LivePatcher, parameter_name
 from .prefix import PrefixCache, find_layer_list
 
-_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
 def pick_device(name: str) -> torch.device:
@@ -59,12 +60,15 @@ def load_model(base: BaseCheckpoint, kinds: set[str], dtype: torch.dtype, device
                trust_remote_code: bool) -> torch.nn.Module:
     cls = _model_class(kinds)
     try:
-        model = cls.from_pretrained(str(base.dir), dtype=dtype, trust_remote_code=trust_remote_code,
-                                    use_safetensors=True)
+        if base.gguf is not None:  # transformers dequantises the GGUF straight to the eval dtype
+            model = base.gguf.load_model(cls, dtype, trust_remote_code)
+        else:
+            model = cls.from_pretrained(str(base.dir), dtype=dtype, trust_remote_code=trust_remote_code,
+                                        use_safetensors=True)
     except EnmpError:
         raise
     except Exception as e:  # transformers raises many types; one line is what the user needs
-        msg = str(e).strip().splitlines()[0][:240] if str(e).strip() else type(e).__name__
+        msg = first_line(e, 240)
         fix = "pass --trust-remote-code if you trust it" if "trust_remote_code" in msg else \
             "check that the base is a transformers model directory"
         raise EnmpError(f"cannot load the base model ({msg})", where=str(base.dir), fix=fix) from None
@@ -105,13 +109,33 @@ def build_task(tc: TaskConfig, adapter_dir: Path, extra: dict) -> TaskKind:
 
 
 @dataclass
-class Workspace:
+class RunInputs:
+    """What every process of a run needs: the validated base checkpoint and adapters and the mask's
+    module groups — no model and no data (a parallel driver holds only this; its workers load the rest)."""
+
     cfg: RunConfig
     base: BaseCheckpoint
     adapters: AdapterSet
     groups: list
-    model: torch.nn.Module
-    tasks: list[TaskKind]
+
+    @property
+    def task_names(self) -> list[str]:
+        return self.adapters.tasks
+
+
+def load_inputs(cfg: RunConfig, log: Optional[Callable[[str], None]] = None) -> RunInputs:
+    (log or (lambda _msg: None))("checking base model and adapters")
+    base = BaseCheckpoint(cfg.base)
+    adapters = load_adapter_set(base, {t.name: t.adapter for t in cfg.tasks}, layer_regex=cfg.layer_regex)
+    return RunInputs(cfg, base, adapters, group_labels(adapters.targets, cfg.search.grouping))
+
+
+@dataclass
+class Workspace(RunInputs):
+    """RunInputs plus the live model, the task heads and the preprocessed data of each split."""
+
+    model: torch.nn.Module = None
+    tasks: list[TaskKind] = field(default_factory=list)
     splits: dict[str, list[PreparedSplit]] = field(default_factory=dict)
     device: torch.device = torch.device("cpu")
     processors: dict = field(default_factory=dict)  # task kind → tokenizer / image processor
@@ -119,60 +143,83 @@ class Workspace:
     _patcher: Optional[LivePatcher] = None
     _prefix: Optional[PrefixCache] = None
     _prefix_checked: bool = False
+    _layers: Optional[torch.nn.ModuleList] = None
+    _layers_checked: bool = False
 
-    @property
-    def task_names(self) -> list[str]:
-        return [t.name for t in self.tasks]
-
-    def patcher(self, cache_mb: float) -> LivePatcher:
+    def patcher(self) -> LivePatcher:
         """The one patcher of this live model: it alone knows what the weights hold and their base values."""
         if self._patcher is None:
             self._patcher = LivePatcher(self.model, self.adapters, self.groups, self.cfg.search.grouping,
-                                        MergeCache(cache_mb))
+                                        MergeCache(self.cfg.eval.cache_mb))
         return self._patcher
+
+    def layer_list(self) -> Optional[torch.nn.ModuleList]:
+        """The ModuleList of transformer layers the adapters live in (None when it cannot be found)."""
+        if not self._layers_checked:
+            self._layers_checked = True
+            names = dict(self.model.named_parameters())
+            found = find_layer_list(self.model, [parameter_name(names, t.weight) for t in self.adapters.targets],
+                                    [t.layer for t in self.adapters.targets])
+            if found is not None and max(t.layer for t in self.adapters.targets) < len(found):
+                self._layers = found
+        return self._layers
+
+    @property
+    def n_layers(self) -> int:
+        """Transformer layers a forward pass runs (for cost accounting)."""
+        layers = self.layer_list()
+        if layers is not None:
+            return len(layers)
+        config = self.base.config.get("vision_config") or self.base.config
+        return int(config.get("num_hidden_layers") or len(self.adapters.layers))
 
     def prefix_cache(self) -> Optional[PrefixCache]:
         """Layer-output cache for this model (None when disabled or the layer stack is not found)."""
         if not self._prefix_checked:
             self._prefix_checked = True
             budget = self.cfg.eval.prefix_cache_mb
-            names = dict(self.model.named_parameters())
-            layer_list = find_layer_list(self.model, [parameter_name(names, t.weight) for t in self.adapters.targets],
-                                         [t.layer for t in self.adapters.targets]) if budget > 0 else None
-            if layer_list is not None and max(t.layer for t in self.adapters.targets) < len(layer_list):
-                self._prefix = PrefixCache(layer_list, budget)
+            layers = self.layer_list() if budget > 0 else None
+            if layers is not None:
+                self._prefix = PrefixCache(layers, budget)
         return self._prefix
 
 
-def build_workspace(cfg: RunConfig, *, splits=("val", "test"),
+def build_workspace(cfg: RunConfig, *, splits=("val", "test"), inputs: Optional[RunInputs] = None,
                     log: Optional[Callable[[str], None]] = None) -> Workspace:
+    """Load everything an in-process evaluator needs (reusing `inputs` when the caller has them)."""
     log = log or (lambda _msg: None)
     quiet_transformers()
     if cfg.eval.threads:
         torch.set_num_threads(cfg.eval.threads)
     device = pick_device(cfg.eval.device)
-    log("checking base model and adapters")
-    base = BaseCheckpoint(cfg.base)
-    adapters = load_adapter_set(base, {t.name: t.adapter for t in cfg.tasks}, layer_regex=cfg.layer_regex)
-    groups = group_labels(adapters.targets, cfg.search.grouping)
+    inputs = inputs or load_inputs(cfg, log)
+    base, adapters = inputs.base, inputs.adapters
     tasks = [build_task(tc, resolve_dir(tc.adapter, what="adapter"), ad.extra)
              for tc, ad in zip(cfg.tasks, adapters.adapters)]
     kinds = {tc.kind for tc in cfg.tasks}
-    processors = {k: load_processor(base, k, cfg.trust_remote_code) for k in kinds}
-    prepared: dict[str, list[PreparedSplit]] = {s: [] for s in splits}
+    processors = {k: base.gguf.tokenizer(cfg.trust_remote_code) if base.gguf is not None  # inside the GGUF
+                  else load_processor(base, k, cfg.trust_remote_code) for k in kinds}
+    n_folds = get_strategy(cfg.search.strategy).validation_folds(cfg.search.options) if "val" in splits else 0
+    prepared: dict[str, list[PreparedSplit]] = {s: [] for s in (*splits, *map(fold_split, range(n_folds)))}
     for tc, task in zip(cfg.tasks, tasks):
+        def prepare(ex):
+            return task.prepare(ex, processors[tc.kind], batch_size=cfg.eval.batch_size,
+                                max_length=cfg.eval.max_length).to(device)
+
         for split in splits:
             log(f"preparing {tc.name} ({split})")
             limit = cfg.eval.val_samples if split == "val" else cfg.eval.test_samples
             ex = load_examples(tc.data, split, task.head.labels, max_samples=limit, seed=cfg.eval.data_seed,
                                where=f"task '{tc.name}'")
-            prepared[split].append(task.prepare(ex, processors[tc.kind], batch_size=cfg.eval.batch_size,
-                                                max_length=cfg.eval.max_length).to(device))
+            prepared[split].append(prepare(ex))
+            if split == "val" and n_folds:
+                if len(ex) < n_folds:
+                    raise EnmpError(f"{len(ex)} validation examples cannot fill the {n_folds} folds of search "
+                                    f"'{cfg.search.strategy}'", where=f"task '{tc.name}'",
+                                    fix="give more validation examples (eval.val_samples) or fewer folds "
+                                        "(search.options.folds)")
+                for f, fold in enumerate(ex.folds(n_folds, seed=cfg.eval.data_seed)):
+                    prepared[fold_split(f)].append(prepare(fold))
     log("loading base model")
-    model = load_model(base, kinds, _DTYPES[cfg.eval.dtype], device, cfg.trust_remote_code)
-    return Workspace(cfg, base, adapters, groups, model, tasks, prepared, device, processors)
-
-
-def default_threads(workers: int) -> int:
-    """Threads per evaluator so that `workers` evaluators do not oversubscribe the cores."""
-    return max(1, (os.cpu_count() or 1) // max(1, workers))
+    model = load_model(base, kinds, DTYPES[cfg.eval.dtype], device, cfg.trust_remote_code)
+    return Workspace(cfg, base, adapters, inputs.groups, model, tasks, prepared, device, processors)

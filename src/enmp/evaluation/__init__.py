@@ -3,7 +3,9 @@
 from .data import Examples, load_examples
 from .heads import Head, load_head
 from .metrics import fitness, normalized, summary
-from .tasks import (CausalLMTask, ClassificationTask, ClipZeroShotTask, PreparedSplit, TaskKind, accuracy)
+from .tasks import (CausalLMTask, ClassificationTask, ClipZeroShotTask, PreparedSplit, TaskKind, accuracy,
+                    correct)
 
 __all__ = ["Examples", "load_examples", "Head", "load_head", "fitness", "normalized", "summary",
-           "CausalLMTask", "ClassificationTask", "ClipZeroShotTask", "PreparedSplit", "TaskKind", "accuracy"]
+           "CausalLMTask", "ClassificationTask", "ClipZeroShotTask", "PreparedSplit", "TaskKind", "accuracy",
+           "correct"]

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+import numbers
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Sequence
@@ -23,6 +26,17 @@ class Examples:
 
     def __len__(self) -> int:
         return len(self.labels)
+
+    def subset(self, index: Sequence[int]) -> "Examples":
+        pick = (lambda xs: None if xs is None else [xs[i] for i in index])
+        return Examples(pick(self.texts), pick(self.pairs), pick(self.images), [self.labels[i] for i in index])
+
+    def folds(self, k: int, seed: int) -> list["Examples"]:
+        """k disjoint folds of (almost) equal size, drawn by a seeded permutation (every example in one)."""
+        import numpy as np
+
+        order = np.random.default_rng(seed).permutation(len(self))
+        return [self.subset(sorted(int(i) for i in order[f::k])) for f in range(k)]
 
 
 def _no_rows(path: Path, fmt: str) -> bool:
@@ -74,24 +88,109 @@ def _column(ds, name: str, where: str, role: str) -> list:
     return list(ds[name])
 
 
-def _label_indices(values: Sequence, labels: Sequence[str], where: str) -> list[int]:
+_INT = re.compile(r"[+-]?\d+")
+_CHOOSE = ("set data.label_is_index: true if the column holds class indices 0..C-1, or write the labels as the "
+           "head's label names")
+
+
+def _key(v: Any, column: str, where: str) -> Optional[tuple[str, Optional[int]]]:
+    """One label cell as (text, integer or None); None for an empty cell. Whole floats (2.0) are integers."""
+    if v is None or (isinstance(v, numbers.Real) and not isinstance(v, numbers.Integral) and math.isnan(v)):
+        return None
+    if isinstance(v, bool):
+        v = int(v)
+    if isinstance(v, numbers.Integral):
+        return str(int(v)), int(v)
+    if isinstance(v, numbers.Real):  # a csv column with blanks, or written as 1.0, 2.0, is read as floats
+        if not float(v).is_integer():
+            raise EnmpError(f"label {v} in column '{column}' is not a whole number", where=where,
+                            fix="labels must be the head's label names or integer class indices")
+        return str(int(v)), int(v)
+    if isinstance(v, str):
+        s = v.strip()
+        return None if not s else (v, int(s) if _INT.fullmatch(s) else None)
+    raise EnmpError(f"label {v!r} in column '{column}' is a {type(v).__name__}, not a class name or index",
+                    where=where, fix="labels must be the head's label names or integer class indices")
+
+
+def _show(raw: Any) -> str:
+    return repr(raw) if isinstance(raw, str) else str(raw)
+
+
+def _label_mapping(values: Sequence, labels: Sequence[str], *, column: str, as_index: bool,
+                   where: str) -> dict[tuple[str, Optional[int]], int]:
+    """Decide once for the whole column how its values name classes; returns value key → class index.
+
+    A value equal to a label name (as text) is that class. Integers are class indices only when the names are
+    exactly "0".."C-1" (then both readings agree), when `as_index` (data.label_is_index), or when no value is a
+    name and the names are not numbers. A column whose values could be read both ways, with different results,
+    is an error: the user must choose.
+    """
+    n = len(labels)
     index = {name: i for i, name in enumerate(labels)}
-    out = []
+    stripped: dict[str, int] = {}
+    for i, name in enumerate(labels):
+        stripped.setdefault(name.strip(), i)
+    raw: dict[tuple[str, Optional[int]], Any] = {}
     for v in values:
-        if isinstance(v, bool):
-            v = int(v)
-        if isinstance(v, (int,)) or (isinstance(v, float) and float(v).is_integer()):
-            i = int(v)
-            if not 0 <= i < len(labels):
-                raise EnmpError(f"label {i} is outside the head's {len(labels)} classes", where=where,
-                                fix="use class indices 0..C-1 or label names from the head")
-            out.append(i)
-        elif str(v) in index:
-            out.append(index[str(v)])
-        else:
-            raise EnmpError(f"label '{v}' is not one of the head's classes {list(labels)}", where=where,
-                            fix="fix the data or the task's labels list")
-    return out
+        k = _key(v, column, where)
+        if k is None:
+            raise EnmpError(f"label column '{column}' has empty values", where=where,
+                            fix="fill them in, or drop those rows with data.skip_labels: ['']")
+        raw.setdefault(k, v)
+    if as_index:
+        bad = next((k for k in raw if k[1] is None or not 0 <= k[1] < n), None)
+        if bad is not None:
+            raise EnmpError(f"label {_show(raw[bad])} in column '{column}' is not a class index 0..{n - 1} "
+                            f"(the head has {n} classes)", where=where,
+                            fix="data.label_is_index is true: use indices 0..C-1, or set it to false to match "
+                                "the head's label names")
+        return {k: k[1] for k in raw}
+    named = {k: index.get(k[0], stripped.get(k[0].strip())) for k in raw}
+    unnamed = [k for k in raw if named[k] is None]
+    if not unnamed:
+        return named  # every value is a label name: names win
+    bad = next((k for k in unnamed if k[1] is None or not 0 <= k[1] < n), None)
+    if bad is not None:
+        nor = f" nor a class index 0..{n - 1} ({n} classes)" if bad[1] is not None else ""
+        shown = list(labels) if n <= 20 else [*labels[:20], "..."]
+        raise EnmpError(f"label {_show(raw[bad])} in column '{column}' is not one of the head's classes "
+                        f"{shown}{nor}", where=where,
+                        fix="fix the data or the task's labels list (or drop such rows with data.skip_labels)")
+    # every value that is no label name is a valid class index
+    u = unnamed[0]
+    two_way = next((k for k in raw if named[k] is not None and k[1] is not None and named[k] != k[1]), None)
+    if two_way is not None:
+        k = two_way
+        raise EnmpError(f"label column '{column}' mixes label names and class indices: {_show(raw[k])} read as "
+                        f"the label name '{labels[named[k]]}' is class {named[k]}, read as a class index it is "
+                        f"class {k[1]} ('{labels[k[1]]}'), and {_show(raw[u])} is no label name, only an index",
+                        where=where, fix=_CHOOSE)
+    if all(_INT.fullmatch(name.strip()) for name in labels) and list(labels) != [str(i) for i in range(n)]:
+        raise EnmpError(f"label {_show(raw[u])} in column '{column}' is none of the head's label names "
+                        f"(numbers, e.g. '{labels[0]}'); read as a class index it would be class "
+                        f"'{labels[u[1]]}'", where=where, fix=_CHOOSE)
+    word = next((k for k in raw if named[k] is not None and k[1] is None), None)
+    if word is not None:
+        raise EnmpError(f"label column '{column}' mixes label names ({_show(raw[word])}) and class indices "
+                        f"({_show(raw[u])})", where=where,
+                        fix="write all labels as the head's label names, or all as indices 0..C-1 with "
+                            "data.label_is_index: true")
+    return {k: k[1] for k in raw}  # class indices (any value that is also a name reads the same both ways)
+
+
+def _skipped(v: Any, skip: list, column: str, where: str) -> bool:
+    k = _key(v, column, where)
+    if k is None:
+        return None in skip
+    return any(s is not None and (s[0].strip() == k[0].strip() or (s[1] is not None and s[1] == k[1]))
+               for s in skip)
+
+
+def _class_label_names(ds, column: str) -> Optional[list[str]]:
+    """The names of a `datasets.ClassLabel` column (its integers are indices into them), else None."""
+    feature = ds.features.get(column) if getattr(ds, "features", None) else None
+    return [str(x) for x in feature.names] if type(feature).__name__ == "ClassLabel" else None
 
 
 def load_examples(cfg: DataConfig, split: str, labels: Sequence[str], *, max_samples: Optional[int],
@@ -101,13 +200,26 @@ def load_examples(cfg: DataConfig, split: str, labels: Sequence[str], *, max_sam
     src = f"{where} ({split})"
     if len(ds) == 0:
         raise EnmpError(f"the {split} split is empty", where=src, fix="provide labelled examples")
+    column = _column(ds, cfg.label, src, "label")
     if cfg.skip_labels:
-        _column(ds, cfg.label, src, "label")  # a clear error when the column is missing
-        skip = {str(v) for v in cfg.skip_labels}
-        ds = ds.filter(lambda row: str(row[cfg.label]) not in skip)
-        if len(ds) == 0:
+        skip = [_key(v, cfg.label, f"{where}.data.skip_labels") for v in cfg.skip_labels]
+        keep = [i for i, v in enumerate(column) if not _skipped(v, skip, cfg.label, src)]
+        if not keep:
             raise EnmpError(f"the {split} split is empty after dropping labels {cfg.skip_labels}", where=src,
                             fix="check data.skip_labels")
+        if len(keep) < len(column):
+            ds, column = ds.select(keep), [column[i] for i in keep]
+    as_index, decode = cfg.label_is_index, (lambda v: v)
+    class_names = _class_label_names(ds, cfg.label)
+    if class_names is not None and not as_index:  # datasets says these integers index its own class names
+        known = {name.strip() for name in labels}
+        if all(name.strip() in known for name in class_names):
+            def decode(v, _names=class_names):
+                ok = isinstance(v, numbers.Integral) and not isinstance(v, bool) and 0 <= v < len(_names)
+                return _names[v] if ok else v
+        else:
+            as_index = True
+    mapping = _label_mapping([decode(v) for v in column], labels, column=cfg.label, as_index=as_index, where=src)
     if max_samples is not None:
         if len(ds) < max_samples:
             raise EnmpError(f"the {split} split has {len(ds)} examples, fewer than the {max_samples} requested",
@@ -119,4 +231,5 @@ def load_examples(cfg: DataConfig, split: str, labels: Sequence[str], *, max_sam
     images = _column(ds, cfg.image, src, "image") if cfg.image else None
     if texts is not None and any(t is None for t in texts):
         raise EnmpError("the text column has empty values", where=src)
-    return Examples(texts, pairs, images, _label_indices(label_values, labels, src))
+    classes = [mapping[_key(decode(v), cfg.label, src)] for v in label_values]
+    return Examples(texts, pairs, images, classes)

@@ -25,6 +25,11 @@ class PreparedSplit:
     def n(self) -> int:
         return sum(len(y) for y in self.labels)
 
+    @property
+    def rows(self) -> int:
+        """Sequences (or images) the model runs: `n`, or n × classes for label-word scoring."""
+        return sum(next(v for k, v in b.items() if not k.startswith("_")).shape[0] for b in self.batches)
+
     def to(self, device: torch.device) -> "PreparedSplit":
         return PreparedSplit([{k: v.to(device) for k, v in b.items()} for b in self.batches],
                              [y.to(device) for y in self.labels])
@@ -196,12 +201,18 @@ class CausalLMTask(TaskKind):
         return scores.argmax(-1)
 
 
-def accuracy(task: TaskKind, model: torch.nn.Module, split: PreparedSplit,
-             before_batch: Optional[Callable[[int], None]] = None) -> float:
-    correct = 0
+def correct(task: TaskKind, model: torch.nn.Module, split: PreparedSplit,
+            before_batch: Optional[Callable[[int], None]] = None) -> torch.Tensor:
+    """Whether each example is predicted right (bool, in batch order: the same order for every candidate)."""
+    out = []
     with torch.inference_mode():
         for i, (batch, y) in enumerate(zip(split.batches, split.labels)):
             if before_batch is not None:
                 before_batch(i)
-            correct += int((task.predict(model, batch) == y).sum())
-    return 100.0 * correct / max(1, split.n)
+            out.append((task.predict(model, batch) == y).cpu())
+    return torch.cat(out) if out else torch.zeros(0, dtype=torch.bool)
+
+
+def accuracy(task: TaskKind, model: torch.nn.Module, split: PreparedSplit,
+             before_batch: Optional[Callable[[int], None]] = None) -> float:
+    return 100.0 * int(correct(task, model, split, before_batch).sum()) / max(1, split.n)

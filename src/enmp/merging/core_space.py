@@ -6,16 +6,17 @@ from typing import Sequence
 
 import torch
 
-from ..errors import EnmpError
-from .base import MergeParams, TaskDelta, get_method, register
+from .base import MergeMethod, MergeParams, TaskDelta
+from .iso_c import iso_c
 from .linalg import thin_svd
+from .ta import task_arithmetic
+from .ties import ties
+from .tsv import tsv
 
-INNER_METHODS = ("tsv", "ta", "ties", "iso_c")
+#: the inner methods CoreSpace can run on the cores (the paper: TSV for NLP, TSV + Iso-C for vision)
+INNER_METHODS = {"tsv": tsv, "ta": task_arithmetic, "ties": ties, "iso_c": iso_c}
 
 
-@register("core_space", description="CoreSpace: merge Σr×Σr cores in shared bases with an inner method "
-          "(TSV default, or TA, TIES, Iso-C), times λ",
-          uses=("lam", "top_k", "inner"), inner_choices=INNER_METHODS, default_inner="tsv")
 def core_space(deltas: Sequence[TaskDelta], params: MergeParams) -> torch.Tensor:
     """ΔW = λ U_ref M V_refᵀ with M = inner({U_refᵀ ΔW_t V_ref}) at λ = 1.
 
@@ -23,10 +24,6 @@ def core_space(deltas: Sequence[TaskDelta], params: MergeParams) -> torch.Tensor
     and TA in core space is exactly TA. The bases come from the unscaled factors (the method's
     definition); the scales enter the cores. A float64 thin SVD of the d × Σr stacks is cheap.
     """
-    inner_name = params.inner or "tsv"
-    if inner_name not in INNER_METHODS:
-        raise EnmpError(f"unknown inner method '{inner_name}' for core_space", where="--inner",
-                        fix=f"choose one of: {', '.join(INNER_METHODS)}")
     U_ref = thin_svd(torch.cat([d.B for d in deltas], dim=1))[0]
     V_ref = thin_svd(torch.cat([d.A for d in deltas], dim=0))[2].T
     if U_ref.shape[1] == 0 or V_ref.shape[1] == 0:
@@ -35,5 +32,11 @@ def core_space(deltas: Sequence[TaskDelta], params: MergeParams) -> torch.Tensor
     cores = [TaskDelta(B=(U_ref.T @ d.B.to(torch.float64)) @ (d.A.to(torch.float64) @ V_ref) * d.scale,
                        A=identity, scale=1.0, seed_key=d.seed_key) for d in deltas]
     core_params = params.replace(lam=1.0, inner=None, iso=False)
-    merged_core = get_method(inner_name).fn(cores, core_params).to(torch.float64)
+    merged_core = INNER_METHODS[params.inner](cores, core_params).to(torch.float64)
     return (params.lam * (U_ref @ merged_core @ V_ref.T)).to(torch.float32)
+
+
+# top-k only matters with inner TIES; 100 keeps every entry of the cores
+METHOD = MergeMethod("core_space", core_space, "CoreSpace: merge Σr×Σr cores in shared bases with an inner "
+                     "method (TSV default, or TA, TIES, Iso-C), times λ",
+                     defaults={"lam": 1.0, "top_k": 100.0, "inner": "tsv"}, inner_choices=tuple(INNER_METHODS))

@@ -6,7 +6,7 @@ from typing import Sequence
 
 import torch
 
-from .base import MergeParams, TaskDelta, register
+from .base import MergeMethod, MergeParams, TaskDelta
 from .sparsify import dare_drop, ties_merge
 
 
@@ -15,12 +15,16 @@ def dropped_updates(deltas: Sequence[TaskDelta], params: MergeParams) -> list[to
     return [dare_drop(d.dense(), params.drop_rate, params.seed, d.seed_key) for d in deltas]
 
 
-@register("dare", description="DARE then Task Arithmetic (DARE-TA)", uses=("lam", "drop_rate", "seed"))
 def dare_ta(deltas: Sequence[TaskDelta], params: MergeParams) -> torch.Tensor:
     return params.lam * torch.stack(dropped_updates(deltas, params)).sum(0)
 
 
-@register("dare_ties", description="DARE then TIES (the paper's 'DARE' rows)",
-          uses=("lam", "top_k", "drop_rate", "seed"))
 def dare_ties(deltas: Sequence[TaskDelta], params: MergeParams) -> torch.Tensor:
     return params.lam * ties_merge(dropped_updates(deltas, params), params.top_k)
+
+
+# p 0.1 and top-k 80 are the paper's NLP setting (Table 6)
+DARE_TA = MergeMethod("dare", dare_ta, "DARE then Task Arithmetic (DARE-TA)",
+                      defaults={"lam": 1.0, "drop_rate": 0.1, "seed": 0})
+DARE_TIES = MergeMethod("dare_ties", dare_ties, "DARE then TIES (the paper's 'DARE' rows)",
+                        defaults={"lam": 1.0, "top_k": 80.0, "drop_rate": 0.1, "seed": 0})

@@ -6,7 +6,7 @@ from typing import Sequence
 
 import torch
 
-from .base import MergeParams, TaskDelta, register
+from .base import MergeMethod, MergeParams, TaskDelta
 from .linalg import deltas_tolerance, lowrank_svd, thin_svd
 from .ta import stacked_factors
 
@@ -26,10 +26,12 @@ def flatten_spectrum(delta: torch.Tensor) -> torch.Tensor:
     return _isotropic(*thin_svd(delta)).to(torch.float32)
 
 
-@register("iso_c", uses=("lam",),
-          description="Iso-C: sum of the updates with all non-zero singular values set to their mean")
 def iso_c(deltas: Sequence[TaskDelta], params: MergeParams) -> torch.Tensor:
     """Decomposes Σ_t ΔW_t from the stacked factors, never the dense sum."""
     B, A = stacked_factors(deltas, torch.float64)
     rtol = deltas_tolerance(deltas[0].shape, deltas)
     return (params.lam * _isotropic(*lowrank_svd(B, A, rtol))).to(torch.float32)
+
+
+METHOD = MergeMethod("iso_c", iso_c, "Iso-C: sum of the updates with all non-zero singular values set to their mean",
+                     defaults={"lam": 1.0})

@@ -6,8 +6,7 @@ from typing import Sequence
 
 import torch
 
-from ..errors import EnmpError
-from .base import MergeParams, TaskDelta, register
+from .base import MergeMethod, MergeParams, TaskDelta
 from .linalg import checked_svd, deltas_tolerance, drop_zero_spectrum
 from .sparsify import ties_merge
 
@@ -33,14 +32,16 @@ def concatenation_svd(deltas: Sequence[TaskDelta]) -> SplitSvd:
     return U, S, [block @ Q.T for block, Q in zip(blocks, Qs)]
 
 
-@register("knots", description="KnOTS: merge the V blocks of the joint SVD with TIES (default) or TA",
-          uses=("lam", "top_k", "inner"), inner_choices=("ties", "ta"), default_inner="ties")
 def knots(deltas: Sequence[TaskDelta], params: MergeParams) -> torch.Tensor:
-    """ΔW = λ U S V_mergedᵀ. TIES trims each task's V_tᵀ block separately (per tensor, as in TIES)."""
-    inner = params.inner or "ties"
-    if inner not in ("ties", "ta"):
-        raise EnmpError(f"unknown inner method '{inner}' for knots", where="--inner",
-                        fix="choose one of: ties, ta")
+    """ΔW = λ U S V_mergedᵀ. TIES trims each task's V_tᵀ block separately (per tensor, as in TIES).
+
+    `params.inner` was checked against `METHOD.inner_choices` by `method_params`.
+    """
     U, S, Vts = concatenation_svd(deltas)
-    V_merged = ties_merge(Vts, params.top_k) if inner == "ties" else torch.stack(Vts).sum(0)
+    V_merged = ties_merge(Vts, params.top_k) if params.inner == "ties" else torch.stack(Vts).sum(0)
     return (params.lam * ((U * S) @ V_merged)).to(torch.float32)
+
+
+#: top-k 90 is the paper's KnOTS-TIES setting in both its NLP and vision tables (Table 6)
+METHOD = MergeMethod("knots", knots, "KnOTS: merge the V blocks of the joint SVD with TIES (default) or TA",
+                     defaults={"lam": 1.0, "top_k": 90.0, "inner": "ties"}, inner_choices=("ties", "ta"))

@@ -6,7 +6,7 @@ from typing import Sequence
 
 import torch
 
-from .base import MergeParams, TaskDelta, register
+from .base import MergeMethod, MergeParams, TaskDelta
 
 
 def stacked_factors(deltas: Sequence[TaskDelta],
@@ -17,8 +17,11 @@ def stacked_factors(deltas: Sequence[TaskDelta],
     return B, A
 
 
-@register("ta", description="Task Arithmetic: λ times the sum of the task updates", uses=("lam",))
 def task_arithmetic(deltas: Sequence[TaskDelta], params: MergeParams) -> torch.Tensor:
     """One matmul of the stacked factors instead of K dense products."""
     B, A = stacked_factors(deltas)
     return params.lam * (B @ A)
+
+
+METHOD = MergeMethod("ta", task_arithmetic, "Task Arithmetic: λ times the sum of the task updates",
+                     defaults={"lam": 1.0})

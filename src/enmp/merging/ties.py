@@ -6,12 +6,15 @@ from typing import Sequence
 
 import torch
 
-from .base import MergeParams, TaskDelta, register
+from .base import MergeMethod, MergeParams, TaskDelta
 from .sparsify import ties_merge
 
 
-@register("ties", description="TIES: trim to top-k %, elect sign, disjoint mean, times λ",
-          uses=("lam", "top_k"))
 def ties(deltas: Sequence[TaskDelta], params: MergeParams) -> torch.Tensor:
     """Trimming is per task and per matrix (the paper's per-tensor Top-k %)."""
     return params.lam * ties_merge([d.dense() for d in deltas], params.top_k)
+
+
+#: top-k 80 is the paper's NLP setting (Table 6)
+METHOD = MergeMethod("ties", ties, "TIES: trim to top-k %, elect sign, disjoint mean, times λ",
+                     defaults={"lam": 1.0, "top_k": 80.0})

@@ -6,7 +6,7 @@ from typing import Sequence
 
 import torch
 
-from .base import MergeParams, TaskDelta, register
+from .base import MergeMethod, MergeParams, TaskDelta
 from .linalg import deltas_tolerance, lowrank_svd, nearest_orthogonal
 
 
@@ -16,8 +16,6 @@ def components_per_task(shape: tuple[int, int], n_tasks: int) -> int:
     return max(1, min(shape) // n_tasks)
 
 
-@register("tsv", description="Task Singular Vectors: per-task top-k SVD, orthogonalised bases",
-          uses=("lam",))
 def tsv(deltas: Sequence[TaskDelta], params: MergeParams) -> torch.Tensor:
     """ΔW = λ U⊥ Σ V⊥ᵀ, U⊥ and V⊥ being the nearest orthogonal matrices to the stacked bases.
 
@@ -38,3 +36,7 @@ def tsv(deltas: Sequence[TaskDelta], params: MergeParams) -> torch.Tensor:
     U_orth = nearest_orthogonal(torch.cat(Us, dim=1))
     Vh_orth = nearest_orthogonal(torch.cat(Vhs, dim=0))
     return (params.lam * ((U_orth * S) @ Vh_orth)).to(torch.float32)
+
+
+METHOD = MergeMethod("tsv", tsv, "Task Singular Vectors: per-task top-k SVD, orthogonalised bases",
+                     defaults={"lam": 1.0})

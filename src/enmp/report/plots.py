@@ -7,7 +7,8 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from ..io import atomic_write_bytes
+from ..engine.run_report import RunReport
+from ..atomic_files import atomic_write_bytes
 
 
 def _save(fig, path: Path) -> None:
@@ -64,3 +65,14 @@ def plot_mask(tasks: Sequence[str], layers: Sequence, keep: np.ndarray, path: Pa
     for t, l in zip(*np.nonzero(~keep)):
         ax.text(l, t, "×", ha="center", va="center", color="black", fontsize=9)
     _save(fig, path)
+
+
+def write_run_plots(run_dir: Path, report: RunReport, history: Sequence[dict]) -> None:
+    """`plots/convergence.png` and `plots/mask.png` of a finished run."""
+    plots = Path(run_dir) / "plots"
+    plot_convergence(history, report.base.val.mean_normalized, report.base.test.mean_normalized,
+                     plots / "convergence.png")
+    keep = np.ones((len(report.tasks), len(report.layers)), dtype=bool)
+    for task, layer in report.pruned:
+        keep[report.tasks.index(task), report.layers.index(layer)] = False
+    plot_mask(report.tasks, report.layers, keep, plots / "mask.png")

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from rich.console import Console
 from rich.table import Table
 
-from ..errors import EnmpError
-from ..io import read_json
+from ..engine.run_report import RunReport
 
 _ROWS = (("expert", "expert"), ("base", "base merge"), ("enmp", "+ ENMP"), ("random", "+ random"),
          ("greedy", "+ greedy"))
@@ -19,50 +16,35 @@ def _cell(raw: float, norm: float | None, std: float | None = None) -> str:
     return text if std is None else f"{text} ± {std:.2f}"
 
 
-def results_table(report: dict, split: str) -> Table:
-    tasks = report["tasks"]
-    title = (f"{split} accuracy — method {report.get('method')}, strategy {report.get('strategy')} "
-             f"— cells: raw (normalized)")
+def results_table(report: RunReport, split: str) -> Table:
+    tasks = report.tasks
+    title = (f"{split} accuracy — method {report.method}, strategy {report.strategy} — cells: raw (normalized)")
     table = Table(title=title, title_justify="left")
     table.add_column("", style="bold")
     for t in tasks:
         table.add_column(t, justify="right")
     table.add_column("mean", justify="right", style="bold")
-    expert = report["expert"][split]
+    expert = report.expert[split]
     table.add_row("expert", *[_cell(expert[t], None) for t in tasks], _cell(sum(expert.values()) / len(tasks), 100.0))
     for key, label in _ROWS[1:]:
-        block = report.get(key)
-        if not block or split not in block:
+        block = getattr(report, key)
+        if block is None:
             continue
-        s = block[split]
-        std = s.get("std") if key == "random" else None
-        mean_raw = sum(s["raw"].values()) / len(tasks)
-        table.add_row(label, *[_cell(s["raw"][t], s["normalized"][t]) for t in tasks],
-                      _cell(mean_raw, s["mean_normalized"], std))
+        s = getattr(block, split)
+        table.add_row(label, *[_cell(s.raw[t], s.normalized[t]) for t in tasks],
+                      _cell(s.mean_raw, s.mean_normalized, s.std))
     return table
 
 
-def print_report(report: dict, console: Console | None = None) -> None:
+def print_report(report: RunReport, console: Console | None = None) -> None:
     console = console or Console()
     for split in ("test", "val"):
-        if split in report.get("base", {}):
-            console.print(results_table(report, split))
-    pruned = report.get("pruned", [])
-    console.print(f"pruned {len(pruned)} module(s): " + (", ".join(f"{t}@{l}" for t, l in pruned) or "none")
-                  + f" — {report.get('evaluations', 0)} evaluations in {report.get('seconds', 0):.1f} s")
-    if "random" in report and "n_pruned" in report["random"]:
-        console.print(f"random baseline: {report['random'].get('repeats', '?')} random masks pruning "
-                      f"{report['random']['n_pruned']} module(s) each (mean ± std over repeats)")
-
-
-def load_report(run_dir: str | Path) -> dict:
-    path = Path(run_dir) / "report.json"
-    report = read_json(path, missing=EnmpError(
-        f"{path} not found", where="enmp report",
-        fix="pass a run directory written by `enmp search` (it may still be running)"),
-        corrupt=EnmpError("report.json is not valid JSON", where=str(path),
-                          fix="re-run `enmp search --resume` on the run directory to rewrite it"))
-    if not isinstance(report, dict) or not {"tasks", "expert", "base"} <= set(report):
-        raise EnmpError("report.json lacks tasks/expert/base", where=str(path),
-                        fix="pass a run directory written by `enmp search`")
-    return report
+        console.print(results_table(report, split))
+    console.print(f"pruned {len(report.pruned)} module(s): "
+                  + (", ".join(f"{t}@{l}" for t, l in report.pruned) or "none")
+                  + f" — {report.evaluations} evaluations in {report.seconds:.1f} s")
+    if report.decision:
+        console.print(f"{report.strategy}: {report.decision}")
+    if report.random is not None:
+        console.print(f"random baseline: {report.random.repeats} random masks pruning "
+                      f"{report.random.n_pruned} module(s) each (mean ± std over repeats)")

@@ -1,4 +1,4 @@
-"""Search strategies over task × group keep-masks: the ask/tell contract, best-ever tracking, resume, registry.
+"""Search strategies over task × group keep-masks: the ask/tell contract, best-ever tracking, registry.
 
 A strategy knows nothing of models. It proposes keep-masks (bool, shape (T, G), True = keep) and is told
 their fitness (higher is better). The runner drives it::
@@ -9,13 +9,14 @@ their fitness (higher is better). The runner drives it::
 
 Fitness values may come from the runner's cache, so a strategy must never assume fresh evaluations.
 A non-finite fitness (NaN, ±inf) marks a failed candidate: it counts as the worst and never becomes best.
+A strategy is deterministic given its seed and the fitnesses it is told, so a fresh one told the same
+fitnesses again asks the same candidates: that replay is how `--resume` restores it (no saved state).
 """
 
 from __future__ import annotations
 
 import math
 import numbers
-import pickle
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, ClassVar, Sequence
@@ -24,8 +25,6 @@ import numpy as np
 
 from ..errors import EnmpError
 from ..masking import prune_budget
-
-_STATE_FORMAT = "enmp.search.state/1"
 
 
 @dataclass(eq=False)
@@ -39,9 +38,10 @@ class Candidate:
     mask: np.ndarray  # bool (T, G), True = keep
     z: np.ndarray | None = None
     tag: str = ""  # "full", "probe", "final" or "" for ordinary population members
+    folds: tuple[int, ...] | None = None  # validation folds to score it on (None: the whole split)
 
     def copy(self) -> "Candidate":
-        return Candidate(self.mask.copy(), None if self.z is None else self.z.copy(), self.tag)
+        return Candidate(self.mask.copy(), None if self.z is None else self.z.copy(), self.tag, self.folds)
 
 
 def check_int(value: Any, name: str, low: int, where: str | None = None) -> int:
@@ -51,7 +51,7 @@ def check_int(value: Any, name: str, low: int, where: str | None = None) -> int:
 
 
 class Strategy(ABC):
-    """Base class: validation, pending-candidate bookkeeping, best-ever tracking and pickled state.
+    """Base class: validation, pending-candidate bookkeeping and best-ever tracking.
 
     Subclasses implement ``_ask`` (new candidates for this generation) and ``_tell`` (update from fitness
     with failures already mapped to -inf), and may override ``n_generations`` and ``OPTIONS``.
@@ -60,6 +60,7 @@ class Strategy(ABC):
     """
 
     name: ClassVar[str] = ""
+    decision: str = ""  # set by strategies that explain how they chose the final mask (reports print it)
     OPTIONS: ClassVar[frozenset[str]] = frozenset()  # extra keyword options this strategy accepts
 
     def __init__(self, shape: tuple[int, int], *, rho: float = 0.2, seed: int = 1, popsize: int = 16,
@@ -122,8 +123,30 @@ class Strategy(ABC):
             self._pending = self._ask()
         return [c.copy() for c in self._pending]
 
-    def tell(self, cands: Sequence[Candidate], fitnesses: Sequence[float]) -> None:
-        """Report fitness (higher is better) for the candidates of the last ``ask``, in the same order."""
+    @classmethod
+    def validation_folds(cls, options: dict) -> int:
+        """How many folds the validation split must be cut into for this strategy (0: it scores whole splits)."""
+        return 0
+
+    def final_mask(self, full_fitness: float) -> np.ndarray:
+        """The search's answer: the best-ever mask if it beats the full merge (`full_fitness`), else the full
+        merge. Strategies that decide otherwise (e.g. on held-out folds) override this."""
+        if self.best is not None and self.best_fitness > full_fitness:
+            return self.best.mask.copy()
+        return self._full()
+
+    def _may_become_best(self, cand: Candidate) -> bool:
+        """Whether a candidate's fitness is comparable with the best-ever (all candidates, unless scored on
+        part of the data)."""
+        return True
+
+    def tell(self, cands: Sequence[Candidate], fitnesses: Sequence[float],
+             fold_scores: Sequence[np.ndarray | None] | None = None) -> None:
+        """Report fitness (higher is better) for the candidates of the last ``ask``, in the same order.
+
+        ``fold_scores`` (for candidates asked with ``folds``): per candidate a (tasks × folds) array of
+        normalized accuracies on those folds, or None for a failed candidate.
+        """
         pending = self._pending
         if pending is None:
             raise RuntimeError("tell() without a pending ask()")
@@ -135,8 +158,10 @@ class Strategy(ABC):
         fits = np.array([float(f) for f in fitnesses], dtype=float)
         fits[~np.isfinite(fits)] = -math.inf
         for cand, fit in zip(pending, fits):
-            if fit > self.best_fitness:  # strict: ties keep the earlier candidate; failures never win
+            # strict: ties keep the earlier candidate; failures never win
+            if fit > self.best_fitness and self._may_become_best(cand):
                 self.best, self.best_fitness = cand.copy(), float(fit)
+        self._fold_scores = list(fold_scores) if fold_scores is not None else [None] * len(pending)
         self._tell(pending, fits)
         self._pending = None
         self.generation += 1
@@ -146,30 +171,6 @@ class Strategy(ABC):
 
     @abstractmethod
     def _tell(self, cands: list[Candidate], fits: np.ndarray) -> None: ...
-
-    # ------------------------------------------------------------------ resume
-    def state_dict(self) -> bytes:
-        """The whole strategy, pickled: restoring it continues bit-identically (pending ask included).
-
-        Only load states you wrote yourself: unpickling runs code.
-        """
-        return pickle.dumps({"format": _STATE_FORMAT, "strategy": self}, protocol=pickle.HIGHEST_PROTOCOL)
-
-    @classmethod
-    def from_state(cls, data: bytes) -> "Strategy":
-        try:
-            payload = pickle.loads(data)
-        except Exception as e:  # any unpickling failure means "not our state"
-            raise EnmpError(f"cannot read the saved search state ({type(e).__name__})", where="resume",
-                            fix="delete the state file to start the search afresh") from None
-        if not isinstance(payload, dict) or payload.get("format") != _STATE_FORMAT:
-            raise EnmpError("the saved search state is not an enmp search state", where="resume",
-                            fix="delete the state file to start the search afresh")
-        strategy = payload["strategy"]
-        if not isinstance(strategy, cls):
-            raise EnmpError(f"the saved search state is a '{strategy.name}' search, not '{cls.name}'",
-                            where="resume", fix="resume with the same --strategy or start afresh")
-        return strategy
 
 
 # ---------------------------------------------------------------------- registry

@@ -21,8 +21,8 @@ FAILED_PENALTY = 1e9
 
 
 class SeededRandn:
-    """Picklable ``randn`` for pycma: its own generator, so runs are reproducible, independent of numpy's
-    global state, and a pickled ES resumes bit-identically."""
+    """``randn`` for pycma from its own generator: runs are reproducible (and replayable on resume)
+    independent of numpy's global state."""
 
     def __init__(self, seed: int):
         self.rng = np.random.default_rng(seed)
@@ -31,7 +31,7 @@ class SeededRandn:
         return self.rng.standard_normal(shape)
 
 
-def _cma_options(popsize: int, seed: int) -> dict:
+def cma_options(popsize: int, seed: int) -> dict:
     """Fixed population, own RNG, no logs, and no stop rules: many latents decode to the same mask, so
     flat fitness is normal here and must not end the run; the generation count is driven by us."""
     return {"popsize": popsize, "seed": np.nan, "randn": SeededRandn(seed),
@@ -68,7 +68,7 @@ class CmaStrategy(Strategy):
         self._require_budget()
         self.sigma0 = positive_float(sigma0, "sigma0")
         self.mean0 = latent_mean0(mean0, self.n_modules)
-        self.es = cma.CMAEvolutionStrategy(self.mean0, self.sigma0, _cma_options(self.popsize, self.seed))
+        self.es = cma.CMAEvolutionStrategy(self.mean0, self.sigma0, cma_options(self.popsize, self.seed))
 
     def _ask(self) -> list[Candidate]:
         return [Candidate(decode(z, self.rho, self.shape), np.array(z, dtype=float))

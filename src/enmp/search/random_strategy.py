@@ -26,13 +26,17 @@ class RandomStrategy(Strategy):
             raise EnmpError(f"n_prune = {self.n_prune} exceeds the {self.n_modules} modules", where="n_prune")
         self.rng = np.random.default_rng(self.seed)
 
-    def _ask(self) -> list[Candidate]:
-        cands = []
-        for _ in range(self.popsize):
+    def sample(self, count: int) -> list[np.ndarray]:
+        """The next `count` random masks (also the runner's random-pruning baseline)."""
+        masks = []
+        for _ in range(count):
             keep = np.ones(self.n_modules, dtype=bool)
             keep[self.rng.choice(self.n_modules, size=self.n_prune, replace=False)] = False
-            cands.append(Candidate(keep.reshape(self.shape)))
-        return cands
+            masks.append(keep.reshape(self.shape))
+        return masks
+
+    def _ask(self) -> list[Candidate]:
+        return [Candidate(keep) for keep in self.sample(self.popsize)]
 
     def _tell(self, cands, fits) -> None:
         """Nothing to learn: the base class already keeps the best-ever mask."""

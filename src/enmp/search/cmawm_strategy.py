@@ -41,16 +41,6 @@ class CmaWmStrategy(Strategy):
         self.opt = CMAwM(mean=self.mean0.copy(), sigma=self.sigma0, bounds=np.tile([0.0, 1.0], (n, 1)),
                          steps=np.ones(n), seed=self.seed, population_size=self.popsize)
 
-    # cmaes drops its RandomState when pickled (and reseeds from entropy); carry its state ourselves so a
-    # restored search continues bit-identically.
-    def __getstate__(self) -> dict:
-        return {**self.__dict__, "_rng_state": self.opt._rng.get_state()}
-
-    def __setstate__(self, state: dict) -> None:
-        rng_state = state.pop("_rng_state")
-        self.__dict__.update(state)
-        self.opt._rng.set_state(rng_state)
-
     def _ask(self) -> list[Candidate]:
         cands = []
         for _ in range(self.popsize):

@@ -1,0 +1,59 @@
+"""The in-process evaluator back-end: jobs run one after another on this process's live model.
+
+The model is patched to a job's mask only when it differs from what the weights already hold (so the
+tasks of one candidate share one patch), and layers shared with an earlier candidate come from the
+prefix cache on the validation split.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import numpy as np
+
+from ..errors import NumericalError
+from ..evaluation import correct
+from ..merging import MergeParams
+from .evaluator import Evaluator, Job, JobResult, parent_split
+from .workspace import Workspace
+
+
+class LocalEvaluator(Evaluator):
+    """`cache_mb` sets the budget of the workspace's merge cache (default: the config's eval.cache_mb);
+    every evaluator on one workspace shares its one patcher and cache, as they share its live model."""
+
+    def __init__(self, ws: Workspace, method: str, params: MergeParams, cache_mb: Optional[float] = None):
+        super().__init__(ws.task_names, len(ws.groups), method, params)
+        self.ws = ws
+        self.patcher = ws.patcher()
+        self.cache = self.patcher.cache
+        self.cache.set_budget(ws.cfg.eval.cache_mb if cache_mb is None else cache_mb)
+
+    def run_jobs(self, jobs: Sequence[Job]) -> list[JobResult]:
+        return [self._run_one(job) for job in jobs]
+
+    def _run_one(self, job: Job) -> JobResult:
+        task = self.ws.tasks[job.task]
+        try:
+            self.patcher.apply(np.asarray(job.keep, dtype=bool), job.method or self.method,
+                               job.params or self.params)
+            data = self.ws.splits[job.split][job.task]
+            prefix = self.ws.prefix_cache() if parent_split(job.split) == "val" else None
+            if prefix is None:
+                right = correct(task, self.ws.model, data)
+                work = data.rows * self.ws.n_layers
+            else:
+                prefix.begin(job.split, job.task, self.patcher.layer_signature(len(prefix.layers)))
+                before = prefix.layer_rows
+                try:
+                    right = correct(task, self.ws.model, data, prefix.set_batch)
+                except BaseException:
+                    prefix.abort()
+                    raise
+                prefix.commit()
+                work = prefix.layer_rows - before
+            score = 100.0 * int(right.sum()) / max(1, data.n)
+            bits = "".join("1" if v else "0" for v in right.tolist()) if job.split != parent_split(job.split) else None
+            return JobResult({task.name: score}, None, data.n, work, bits)
+        except NumericalError as e:
+            return JobResult({}, e.line())
