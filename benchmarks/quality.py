@@ -1,8 +1,13 @@
-"""Quality benchmark (issue 4): every merge method on the demo tasks — base vs + ENMP vs + random vs + greedy.
+"""Quality benchmark: does a search's gain hold on the test split, and at what cost?
 
-Test-split mean normalized accuracy per method, λ of each base merge tuned on validation first (fair
-baseline), then ENMP on top of it. Writes benchmarks/results/quality.json and quality.png.
-Usage: python benchmarks/quality.py [--methods ta,ties] [--generations N] [--popsize N]
+Per merge method (λ of the base merge tuned on validation first, a fair baseline) and per strategy and seed:
+test Δ and validation Δ of the searched mask over the full merge (mean normalized accuracy), the search's
+cost (examples and example × layer forwards, `report.cost`) and the number of pruned modules. `cma` runs at
+the paper's population 16 × 60 generations unless told otherwise; the others at their own sizes. The test
+split never chooses anything. Writes benchmarks/results/quality.json and quality.png.
+
+Usage: python benchmarks/quality.py [--methods ta,ties] [--strategies cma,fast,greedy,random] [--seeds 1,2,3]
+       [--cma-size 16x60] [--size 8x20] [--val-samples N] [--test-samples N] [--quick]
 """
 
 from __future__ import annotations
@@ -10,94 +15,155 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 from rich.console import Console
 from rich.table import Table
 
 from enmp.demo.run import BASE_METHODS, DemoSettings, _tune_lambda, demo_config, prepare_demo
-from enmp.engine.evaluator import Evaluator
+from enmp.engine.local import LocalEvaluator
 from enmp.engine.run import SearchRun
 from enmp.engine.workspace import build_workspace
 from enmp.merging import MergeParams
+from synthetic import QUICK, synthetic_setup  # benchmarks/synthetic.py
 
 METHODS = ("ta", "ties", "dare_ties", "tsv", "knots", "core_space", "iso_c")
+COLUMNS = ("test_delta", "val_delta", "layer_examples", "pruned")
 
 
-def plot(results: dict, path: Path) -> None:
+def run_one(ws, cfg, expert, base, run_dir: Path, console: Console) -> dict:
+    t = time.perf_counter()
+    report = SearchRun(cfg, run_dir, overwrite=True, console=console, workspace=ws, expert=expert,
+                       base=base, show_progress=False).run()
+    return report, {"test_delta": report.enmp.test.mean_normalized - report.base.test.mean_normalized,
+            "val_delta": report.enmp.val.mean_normalized - report.base.val.mean_normalized,
+            "examples": report.cost["examples"], "layer_examples": report.cost["layer_examples"],
+            "pruned": len(report.pruned), "evaluations": report.evaluations, "decision": report.decision,
+            "seconds": time.perf_counter() - t}
+
+
+def summarise(runs: list[dict]) -> dict:
+    out = {}
+    for key in ("test_delta", "val_delta", "examples", "layer_examples", "pruned", "seconds"):
+        values = np.array([r[key] for r in runs], dtype=float)
+        out[key] = {"mean": float(values.mean()), "std": float(values.std())}
+    return out
+
+
+def plot(results: dict, strategies: list[str], path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    names = list(results)
-    cols = [("base", "base merge"), ("enmp", "+ ENMP"), ("random", "+ random"), ("greedy", "+ greedy")]
-    x = np.arange(len(names))
-    fig, ax = plt.subplots(figsize=(max(6, 1.3 * len(names)), 4))
-    for i, (key, label) in enumerate(cols):
-        vals = [results[n][key] for n in names]
-        err = [results[n]["random_std"] for n in names] if key == "random" else None  # ± std over repeats
-        ax.bar(x + (i - 1.5) * 0.2, vals, 0.2, yerr=err, label=label, capsize=2)
-    ax.set_xticks(x, names)
-    lo = min(min(results[n][k] for k, _ in cols) for n in names)
-    ax.set_ylim(max(0, lo - 5), 101)
-    ax.set_ylabel("test mean normalized accuracy (%)")
-    ax.set_title("ENMP on the demo tasks (held-out test split)")
-    ax.legend(fontsize=8, loc="upper left", ncol=4)  # above the bars: the y range ends at 101
+    methods = list(results)
+    x = np.arange(len(methods))
+    width = 0.8 / len(strategies)
+    fig, ax = plt.subplots(figsize=(max(6, 1.4 * len(methods)), 4))
+    for i, s in enumerate(strategies):
+        mean = [results[m][s]["summary"]["test_delta"]["mean"] for m in methods]
+        std = [results[m][s]["summary"]["test_delta"]["std"] for m in methods]
+        ax.bar(x + (i - (len(strategies) - 1) / 2) * width, mean, width, yerr=std, capsize=2, label=s)
+    ax.axhline(0, color="black", lw=0.8)
+    ax.set_xticks(x, methods)
+    ax.set_ylabel("test Δ mean normalized accuracy (points)")
+    ax.set_title("searched mask vs the full merge on the held-out test split (mean ± std over seeds)")
+    ax.legend(fontsize=8)
     ax.grid(axis="y", alpha=0.3)
     fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)
 
 
+def size(text: str) -> tuple[int, int]:
+    pop, gens = text.lower().split("x")
+    return int(pop), int(gens)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--methods", default=",".join(METHODS))
-    ap.add_argument("--generations", type=int, default=DemoSettings.generations)
-    ap.add_argument("--popsize", type=int, default=DemoSettings.popsize)
+    ap.add_argument("--strategies", default="cma,fast,greedy,random")
+    ap.add_argument("--seeds", default="1,2,3")
+    ap.add_argument("--cma-size", default="16x60", help="population x generations of cma (paper: 16x60)")
+    ap.add_argument("--size", default="8x20", help="population x generations bound of the other strategies")
+    ap.add_argument("--val-samples", type=int, default=None, help="per task (default: all of them)")
+    ap.add_argument("--test-samples", type=int, default=None, help="per task (default: all of them)")
+    ap.add_argument("--quick", action="store_true", help="smallest sizes: checks the script runs")
+    ap.add_argument("--synthetic", action="store_true", help="tiny random model and data, not the demo cache")
     ap.add_argument("--cache", default=".cache/enmp-demo")
     ap.add_argument("--runs", default="runs/quality")
     ap.add_argument("--out", default="benchmarks/results/quality.json")
     args = ap.parse_args()
     console = Console()
-    s = DemoSettings(popsize=args.popsize, generations=args.generations)
-    cfg, tasks, _ = prepare_demo(Path(args.cache), s, console)
-    ws = build_workspace(cfg)
-    ev = Evaluator(ws, "ta", MergeParams(lam=1.0))
+    strategies, seeds = args.strategies.split(","), [int(s) for s in args.seeds.split(",")]
+    if args.quick:
+        args.cma_size, args.size = "2x2", "4x2"
+    s = DemoSettings(val_samples=args.val_samples, test_samples=args.test_samples, random_repeats=0)
+    if args.synthetic:  # the same demo-style configs, over synthetic files laid out like the demo cache
+        tmp = tempfile.TemporaryDirectory(prefix="enmp-bench-quality-")  # removed when main returns
+        root = Path(tmp.name)
+        syn, _ = synthetic_setup(root, **QUICK)
+        data_dir, experts_dir = root / "data", root
+        tasks = [SimpleNamespace(name=t.name, pair=False) for t in syn.tasks]
+        cfg = demo_config(Path(syn.base), data_dir, tasks, experts_dir, s)
+    else:
+        cfg, tasks, _ = prepare_demo(Path(args.cache), s, console)
+        data_dir, experts_dir = Path(args.cache) / "data", Path(args.cache) / "experts"
+    ws = build_workspace(cfg.model_copy(update={"search": cfg.search.model_copy(update={"strategy": "fast"})}))
+    ev = LocalEvaluator(ws, "ta", MergeParams(lam=1.0))
     expert = {split: ev.compute_expert(split) for split in ("val", "test")}
-    results = {}
+    results: dict = {}
     for method in args.methods.split(","):
         extra, grid = BASE_METHODS[method]
         lam, _ = _tune_lambda(ws, method, extra, grid, expert["val"])
-        mcfg = demo_config(Path(cfg.base), Path(args.cache) / "data", tasks, Path(args.cache) / "experts", s,
-                           method, {"lam": lam, **extra})
-        mcfg.search.greedy_baseline = True
-        mcfg.output.save_model = mcfg.output.save_adapter = False
-        t = time.perf_counter()
-        report = SearchRun(mcfg, Path(args.runs) / method, overwrite=True, console=console, workspace=ws,
-                           expert=expert).run()
-        test = {k: report[k]["test"]["mean_normalized"] for k in ("base", "enmp", "random", "greedy")}
-        results[method] = {**test, "random_std": report["random"]["test"]["std"], "lam": lam,
-                           "pruned": len(report["pruned"]), "greedy_pruned": report["greedy"]["n_pruned"],
-                           "val_base": report["base"]["val"]["mean_normalized"],
-                           "val_enmp": report["enmp"]["val"]["mean_normalized"],
-                           "evaluations": report["evaluations"], "seconds": time.perf_counter() - t}
-        console.log(f"{method}: base {test['base']:.2f} → ENMP {test['enmp']:.2f} (random {test['random']:.2f}, "
-                    f"greedy {test['greedy']:.2f})")
-    table = Table(title=f"test mean normalized accuracy — population {s.popsize} × {s.generations} generations")
-    for col in ("method", "λ", "base", "+ ENMP", "Δ", "+ random", "+ greedy", "pruned"):
+        results[method] = {"lam": lam}
+        base = None
+        for strategy in strategies:
+            pop, gens = size(args.cma_size if strategy == "cma" else args.size)
+            runs = []
+            for seed in (seeds if strategy not in ("greedy",) else seeds[:1]):  # greedy has no randomness
+                mcfg = demo_config(Path(cfg.base), data_dir, tasks, experts_dir, s, method, {"lam": lam, **extra})
+                mcfg.search = mcfg.search.model_copy(update={"strategy": strategy, "seed": seed, "popsize": pop,
+                                                             "generations": gens, "track_test": False})
+                mcfg.output.save_model = mcfg.output.save_adapter = False
+                report, r = run_one(ws, mcfg, expert, base, Path(args.runs) / method / f"{strategy}-{seed}", console)
+                base = {split: getattr(report.base, split).raw for split in ("val", "test")}  # scored once
+                runs.append(r)
+                console.log(f"{method} {strategy} seed {seed}: test Δ {r['test_delta']:+.2f}, val Δ "
+                            f"{r['val_delta']:+.2f}, {r['layer_examples']:.3g} layer-examples, {r['pruned']} pruned, "
+                            f"{r['seconds']:.0f} s {r['decision'] or ''}")
+            results[method][strategy] = {"size": f"{pop}x{gens}", "runs": runs, "summary": summarise(runs)}
+    table = Table(title="searched mask − full merge, mean normalized accuracy (mean ± std over seeds); cost = "
+                        "example × layer forwards of the search")
+    for col in ("method", "λ", "strategy", "test Δ", "val Δ", "cost", "pruned", "s"):
         table.add_column(col, justify="right")
     for m, r in results.items():
-        table.add_row(m, str(r["lam"]), f"{r['base']:.2f}", f"{r['enmp']:.2f}", f"{r['enmp'] - r['base']:+.2f}",
-                      f"{r['random']:.2f} ± {r['random_std']:.2f}", f"{r['greedy']:.2f}", str(r["pruned"]))
+        for st in strategies:
+            sm = r[st]["summary"]
+            table.add_row(m, str(r["lam"]), f"{st} {r[st]['size']}",
+                          f"{sm['test_delta']['mean']:+.2f} ± {sm['test_delta']['std']:.2f}",
+                          f"{sm['val_delta']['mean']:+.2f} ± {sm['val_delta']['std']:.2f}",
+                          f"{sm['layer_examples']['mean']:.3g}", f"{sm['pruned']['mean']:.1f}",
+                          f"{sm['seconds']['mean']:.0f}")
     console.print(table)
+    means = {st: float(np.mean([results[m][st]["summary"]["test_delta"]["mean"] for m in results]))
+             for st in strategies}
+    console.print("mean test Δ over methods: " + ", ".join(f"{st} {v:+.2f}" for st, v in means.items()))
+    if "cma" in strategies and "fast" in strategies:
+        ratio = (np.mean([results[m]["fast"]["summary"]["layer_examples"]["mean"] for m in results])
+                 / np.mean([results[m]["cma"]["summary"]["layer_examples"]["mean"] for m in results]))
+        console.print(f"fast's cost / cma's cost (example × layer forwards): {ratio:.2f}")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"settings": {"popsize": s.popsize, "generations": s.generations, "rho": s.rho,
-                                            "val_samples": s.val_samples, "test_samples": s.test_samples},
-                               "methods": results}, indent=2) + "\n")
-    plot(results, out.with_suffix(".png"))
+    out.write_text(json.dumps({"settings": {"strategies": strategies, "seeds": seeds, "cma_size": args.cma_size,
+                                            "size": args.size, "val_samples": args.val_samples,
+                                            "test_samples": args.test_samples, "tasks": [t.name for t in tasks]},
+                               "mean_test_delta": means, "methods": results}, indent=2) + "\n")
+    plot(results, strategies, out.with_suffix(".png"))
     return 0
 
 

@@ -12,7 +12,7 @@ from typing import Optional
 from rich.console import Console
 
 from .config import RunConfig
-from .engine.merge_api import merge_to_dir
+from .engine.merge_dir import merge_to_dir
 from .engine.run import SearchRun
 from .engine.run_report import RunReport
 from .report import print_report, write_run_plots

@@ -166,7 +166,8 @@ def load_adapter(name: str, path_or_id: str, *, revision: str | None = None) -> 
         alpha = pattern_value(config.get("alpha_pattern"), module, config["lora_alpha"])
         factors[module] = LoraFactor(A=A.contiguous(), B=B.contiguous(),
                                      scale=lora_scale(alpha, A.shape[0], use_rslora))
-    return LoraAdapter(name=name, source=str(path_or_id), config=config, factors=factors, extra=extra)
+    return LoraAdapter(name=name, source=str(path_or_id), config=config, factors=factors, extra=extra,
+                       directory=directory)
 
 
 def _declared_base_matches(declared: str | None, base: BaseCheckpoint) -> bool:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
 
 import torch
 
@@ -68,6 +70,7 @@ class LoraAdapter:
     config: dict
     factors: dict[str, LoraFactor]
     extra: dict[str, torch.Tensor] = field(default_factory=dict)  # modules_to_save / other tensors
+    directory: Optional[Path] = None  # the local directory it was read from (a Hub snapshot for a Hub id)
 
 
 @dataclass

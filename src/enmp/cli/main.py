@@ -64,7 +64,7 @@ def merge(
 ):
     """Merge LoRA experts into the base model and write a Hugging Face model directory."""
     from .adapter_args import parse_adapter_args
-    from ..engine.merge_api import merge_to_dir
+    from ..engine.merge_dir import merge_to_dir
 
     if dtype not in (None, "float32", "float16", "bfloat16"):
         _fail(f"--dtype: unknown dtype '{dtype}' — use float32, float16 or bfloat16")

@@ -15,7 +15,7 @@ import torch
 from ..adapters.types import AdapterSet, TargetMatrix
 from ..errors import EnmpError
 from ..masking import group_label
-from ..merging import MergeParams, merge, resolved
+from ..merging import MergeParams, merge
 from .cache import MergeCache
 
 
@@ -69,8 +69,10 @@ class LivePatcher:
 
     @torch.no_grad()
     def apply(self, keep: np.ndarray, method: str, params: MergeParams) -> int:
-        """Patch the model to the merge of `keep` (T × G bools); returns how many matrices changed."""
-        params = resolved(method, params)
+        """Patch the model to the merge of `keep` (T × G bools); returns how many matrices changed.
+
+        `params` are taken as given (the evaluator resolved them once); `merge` fills a default inner method.
+        """
         spec = (method, params.cache_key())
         changed = 0
         for i, param in enumerate(self.params):

@@ -9,7 +9,6 @@ from typing import Callable, Optional
 import torch
 
 from ..adapters import AdapterSet, BaseCheckpoint, load_adapter_set
-from ..adapters.hub import resolve_dir
 from ..config import RunConfig, TaskConfig
 from ..dtypes import DTYPES
 from ..errors import EnmpError, first_line
@@ -194,8 +193,7 @@ def build_workspace(cfg: RunConfig, *, splits=("val", "test"), inputs: Optional[
     device = pick_device(cfg.eval.device)
     inputs = inputs or load_inputs(cfg, log)
     base, adapters = inputs.base, inputs.adapters
-    tasks = [build_task(tc, resolve_dir(tc.adapter, what="adapter"), ad.extra)
-             for tc, ad in zip(cfg.tasks, adapters.adapters)]
+    tasks = [build_task(tc, ad.directory, ad.extra) for tc, ad in zip(cfg.tasks, adapters.adapters)]
     kinds = {tc.kind for tc in cfg.tasks}
     processors = {k: base.gguf.tokenizer(cfg.trust_remote_code) if base.gguf is not None  # inside the GGUF
                   else load_processor(base, k, cfg.trust_remote_code) for k in kinds}

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from ..config import DataConfig
-from ..errors import EnmpError
+from ..errors import EnmpError, first_line
 
 _FORMATS = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
 
@@ -77,7 +77,7 @@ def _load_split(cfg: DataConfig, split: str, where: str):
         raise
     except Exception as e:  # datasets raises many types; the user needs one line
         src = cfg.files.get(split) if cfg.files else cfg.hub
-        raise EnmpError(f"cannot load split '{split}' ({type(e).__name__}: {str(e).splitlines()[0][:200]})",
+        raise EnmpError(f"cannot load split '{split}' ({first_line(e, with_type=True)})",
                         where=f"{where}: {src}", fix="check the data path/id and its format") from None
 
 
