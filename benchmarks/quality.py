@@ -78,6 +78,22 @@ def plot(results: dict, strategies: list[str], path: Path) -> None:
     plt.close(fig)
 
 
+def dev_split(data_dir: Path, tasks: list[str], out: Path) -> Path:
+    """Each task's validation file cut in two: every third row becomes `test`, the others `val`."""
+    import csv
+
+    for task in tasks:
+        with open(data_dir / task / "val.csv", newline="", encoding="utf-8") as fh:
+            rows = list(csv.DictReader(fh))
+        (out / task).mkdir(parents=True, exist_ok=True)
+        for split, part in (("val", [r for i, r in enumerate(rows) if i % 3]), ("test", rows[::3])):
+            with open(out / task / f"{split}.csv", "w", newline="", encoding="utf-8") as fh:
+                writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+                writer.writeheader()
+                writer.writerows(part)
+    return out
+
+
 def size(text: str) -> tuple[int, int]:
     pop, gens = text.lower().split("x")
     return int(pop), int(gens)
@@ -92,8 +108,13 @@ def main() -> int:
     ap.add_argument("--size", default="8x20", help="population x generations bound of the other strategies")
     ap.add_argument("--val-samples", type=int, default=None, help="per task (default: all of them)")
     ap.add_argument("--test-samples", type=int, default=None, help="per task (default: all of them)")
+    ap.add_argument("--options", default="{}", help='JSON search.options for the non-cma strategies, e.g. '
+                    '\'{"race_z": 2}\'')
     ap.add_argument("--quick", action="store_true", help="smallest sizes: checks the script runs")
     ap.add_argument("--synthetic", action="store_true", help="tiny random model and data, not the demo cache")
+    ap.add_argument("--dev", action="store_true", help="development protocol for choosing defaults: every third "
+                    "validation example of each task stands in for test, the rest is the validation split; the "
+                    "real test split is not read")
     ap.add_argument("--cache", default=".cache/enmp-demo")
     ap.add_argument("--runs", default="runs/quality")
     ap.add_argument("--out", default="benchmarks/results/quality.json")
@@ -113,6 +134,9 @@ def main() -> int:
     else:
         cfg, tasks, _ = prepare_demo(Path(args.cache), s, console)
         data_dir, experts_dir = Path(args.cache) / "data", Path(args.cache) / "experts"
+        if args.dev:
+            data_dir = dev_split(data_dir, [t.name for t in tasks], Path(args.runs) / "dev-data")
+            cfg = demo_config(Path(cfg.base), data_dir, tasks, experts_dir, s)
     ws = build_workspace(cfg.model_copy(update={"search": cfg.search.model_copy(update={"strategy": "fast"})}))
     ev = LocalEvaluator(ws, "ta", MergeParams(lam=1.0))
     expert = {split: ev.compute_expert(split) for split in ("val", "test")}
@@ -127,8 +151,10 @@ def main() -> int:
             runs = []
             for seed in (seeds if strategy not in ("greedy",) else seeds[:1]):  # greedy has no randomness
                 mcfg = demo_config(Path(cfg.base), data_dir, tasks, experts_dir, s, method, {"lam": lam, **extra})
+                options = json.loads(args.options) if strategy == "fast" else {}
                 mcfg.search = mcfg.search.model_copy(update={"strategy": strategy, "seed": seed, "popsize": pop,
-                                                             "generations": gens, "track_test": False})
+                                                             "generations": gens, "track_test": False,
+                                                             "options": options})
                 mcfg.output.save_model = mcfg.output.save_adapter = False
                 report, r = run_one(ws, mcfg, expert, base, Path(args.runs) / method / f"{strategy}-{seed}", console)
                 base = {split: getattr(report.base, split).raw for split in ("val", "test")}  # scored once
@@ -160,6 +186,7 @@ def main() -> int:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"settings": {"strategies": strategies, "seeds": seeds, "cma_size": args.cma_size,
+                                            "options": json.loads(args.options), "dev": args.dev,
                                             "size": args.size, "val_samples": args.val_samples,
                                             "test_samples": args.test_samples, "tasks": [t.name for t in tasks]},
                                "mean_test_delta": means, "methods": results}, indent=2) + "\n")

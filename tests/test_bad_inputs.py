@@ -322,6 +322,15 @@ CASES: dict[str, Case] = {
                                  ("run.yaml", "search.generations", "greater than or equal to 1")),
     "search-unknown-strategy": Case(lambda e, t: search_args(e, t, set_key("search", "strategy", "genetic")),
                                     ("'genetic'", "cma", "random")),
+    "search-fast-unknown-option": Case(
+        lambda e, t: search_args(e, t, lambda c: c["search"].update(strategy="fast", options={"speed": 2})),
+        ("search 'fast' has no option(s) speed", "accepted:", "race_z")),
+    "search-fast-too-few-folds": Case(
+        lambda e, t: search_args(e, t, lambda c: c["search"].update(strategy="fast", options={"folds": 2})),
+        ("search.options.folds", "folds must be an integer ≥ 3")),
+    "search-fast-more-folds-than-examples": Case(
+        lambda e, t: search_args(e, t, lambda c: c["search"].update(strategy="fast", options={"folds": 9})),
+        ("8 validation examples cannot fill the 9 folds", "search.options.folds")),
     "search-unknown-method": Case(lambda e, t: search_args(e, t, set_key("merge", "method", "slerp")),
                                   ("'slerp'", "ties")),
     "search-missing-config": Case(lambda e, t: ["search", "--config", t / "nope.yaml", "--out", t / "run_out"],

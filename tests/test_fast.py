@@ -78,7 +78,7 @@ def test_fast_finds_the_negative_modules_and_keeps_them_on_held_out_folds():
 
 
 def test_warm_start_points_the_mean_at_negative_modules():
-    s = make(generations=1)
+    s = make(generations=1, probe=True)
     cands = s.ask()
     fs = [oracle(NEG)(c.mask, c.folds) for c in cands]
     s.tell(cands, [pooled_fitness(f, c.folds) for f, c in zip(fs, cands)], fs)
@@ -89,7 +89,7 @@ def test_warm_start_points_the_mean_at_negative_modules():
 
 
 def test_racing_drops_candidates_that_cannot_beat_the_incumbent():
-    s = make(probe=False)
+    s = make(race_z=1.0, stages=3)
     rounds = drive(s, oracle(NEG))
     race = [r for r in rounds if r and r[0].tag == ""]
     first, later = [r for r in race if r[0].folds == s.blocks[0]], [r for r in race if r[0].folds != s.blocks[0]]

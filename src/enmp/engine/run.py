@@ -12,12 +12,13 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ..config import RunConfig
+from ..errors import EnmpError
 from ..evaluation import fitness, summary
 from ..atomic_files import atomic_dir, atomic_write_json, atomic_write_text, check_output_dir
 from ..masking import Mask, keep_from_str, keep_to_str
 from ..merging import MergeParams
 from ..search import get_strategy
-from .evaluator import CandidateResult, Cost
+from .evaluator import CandidateResult, Cost, fold_split
 from .export import merged_deltas, write_adapter, write_model
 from .journal import Journal
 from .local import LocalEvaluator
@@ -55,7 +56,7 @@ def default_evaluator_factory(cfg: RunConfig, log: Optional[Callable[[str], None
 
 
 class SearchRun:
-    """One search in one run directory; `run()` returns the report dict (also saved as report.json)."""
+    """One search in one run directory; `run()` returns the `RunReport` (also saved as report.json)."""
 
     def __init__(self, cfg: RunConfig, run_dir: Path, *, resume: bool = False, overwrite: bool = False,
                  console: Optional[Console] = None, evaluator_factory: Optional[Callable] = None,
@@ -73,6 +74,11 @@ class SearchRun:
         self.inputs: RunInputs = workspace or load_inputs(cfg, log=self._log)
         # built once, before any model is loaded: bad search settings fail fast and nothing is written
         self.strategy = make_strategy(cfg, (len(self.inputs.task_names), len(self.inputs.groups)))
+        folds = self.strategy.validation_folds(cfg.search.options)
+        if isinstance(workspace, Workspace) and any(fold_split(f) not in workspace.splits for f in range(folds)):
+            raise EnmpError(f"the workspace passed in has no {folds} validation folds for search "
+                            f"'{cfg.search.strategy}'", where="SearchRun(workspace=...)",
+                            fix="build it with build_workspace(cfg) from a config of that strategy")
         factory = evaluator_factory or default_evaluator_factory(cfg, self._log)
         self.evaluator = factory(self.inputs, cfg.merge.method, self.params)
         self.journal = Journal.load(self.run_dir) if resume else Journal(self.run_dir)

@@ -46,7 +46,8 @@ class Candidate:
 
 def check_int(value: Any, name: str, low: int, where: str | None = None) -> int:
     if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < low:
-        raise EnmpError(f"{name} must be an integer ≥ {low}, got {value!r}", where=where or f"--{name}")
+        raise EnmpError(f"{name} must be an integer ≥ {low}, got {value!r}", where=where or f"--{name}",
+                        fix=f"set it to a whole number of at least {low}")
     return int(value)
 
 

@@ -53,7 +53,8 @@ def latent_mean0(value, n: int, where: str = "mean0") -> np.ndarray:
 def positive_float(value, where: str) -> float:
     if (not isinstance(value, numbers.Real) or isinstance(value, bool) or not math.isfinite(value)
             or value <= 0):
-        raise EnmpError(f"{where} must be a finite number > 0, got {value!r}", where=where)
+        raise EnmpError(f"{where} must be a finite number > 0, got {value!r}", where=where,
+                        fix="set it to a positive number such as 0.5")
     return float(value)
 
 
