@@ -69,9 +69,9 @@ class Cost:
     examples: int = 0
     layer_examples: int = 0
 
-    def add(self, result: JobResult) -> None:
-        self.examples += result.examples
-        self.layer_examples += result.layer_examples
+    def add(self, work: "JobResult | Cost") -> None:
+        self.examples += work.examples
+        self.layer_examples += work.layer_examples
 
     def to_json(self) -> dict[str, int]:
         return {"examples": self.examples, "layer_examples": self.layer_examples}
@@ -114,8 +114,7 @@ class Evaluator(ABC):
         total = Cost()
         for name, cost in self.cost.items():
             if parent_split(name) == split:
-                total.examples += cost.examples
-                total.layer_examples += cost.layer_examples
+                total.add(cost)
         return total
 
     def _run(self, jobs: Sequence[Job]) -> list[JobResult]:

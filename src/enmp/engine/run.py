@@ -247,7 +247,7 @@ class SearchRun:
             tasks=self.inputs.task_names, method=self.cfg.merge.method, strategy=self.cfg.search.strategy,
             params=self.params.to_dict(), layers=list(self.inputs.groups), pruned=mask.pruned(),
             evaluations=len(j.evaluations), forward_evaluations=sum(not e["cached"] for e in j.evaluations),
-            cost=j.history[-1].get("cost", Cost().to_json()) if j.history else Cost().to_json(),
+            cost=(j.history[-1] if j.history else {}).get("cost", Cost().to_json()),
             seconds=j.seconds, total_seconds=j.seconds + (time.perf_counter() - started), expert=j.expert,
             base={s: summary(j.base[s], j.expert[s]) for s in ("val", "test")}, enmp=enmp, random=random,
             greedy=greedy, decision=self.strategy.decision or None)

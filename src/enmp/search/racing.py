@@ -36,9 +36,3 @@ def paired_margin(a: FoldScores, b: FoldScores, folds: Sequence[int]) -> tuple[f
     mean = float(np.mean([d.mean() for d in diffs]))
     var = sum((d.var(ddof=1) / d.size) if d.size > 1 else 0.0 for d in diffs) / len(diffs) ** 2
     return mean, math.sqrt(var)
-
-
-def may_still_win(a: FoldScores, incumbent: FoldScores, folds: Sequence[int], z: float) -> bool:
-    """Racing rule: keep a candidate while its upper confidence bound over the incumbent is above zero."""
-    mean, se = paired_margin(a, incumbent, folds)
-    return mean + z * se > 0
