@@ -49,6 +49,7 @@ bench: $(VENV)/.dev
 	$(PY) benchmarks/quality.py
 	$(PY) benchmarks/parallel.py
 	$(PY) benchmarks/search_efficiency.py
+	$(PY) benchmarks/scale.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

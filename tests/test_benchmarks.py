@@ -52,6 +52,14 @@ def test_quality_benchmark_synthetic(tmp_path):
     assert (tmp_path / "quality.png").is_file()
 
 
+def test_scale_benchmark_quick(tmp_path):
+    out = tmp_path / "scale.json"
+    run_bench("scale.py", "--quick", "--out", out, cwd=tmp_path, timeout=240)
+    settings = json.loads(out.read_text())["settings"]
+    assert [s["modules"] for s in settings] == [12, 192] and all(s["forward_s"] > 0 for s in settings)
+    assert all(s["overhead_over_forward"] >= 0 and s["peak_rss_mb"] > 0 for s in settings)
+
+
 def test_parallel_benchmark_quick(tmp_path):
     """Synthetic set-up, 1 worker in-process then 2 Ray workers; the benchmark asserts they agree."""
     if importlib.util.find_spec("ray") is None:  # not importorskip: importing Ray here, before enmp sets the

@@ -80,6 +80,9 @@ class AdapterSet:
     base: str
     adapters: list[LoraAdapter]
     targets: list[TargetMatrix]  # sorted by (layer, module)
+    # module → every task's TaskDelta, built once: a search merges each matrix thousands of times, and with
+    # 100 tasks rebuilding them (and their seed keys) cost 0.26 ms per merge next to a 2.6 ms TA merge
+    _deltas: dict[str, list[TaskDelta]] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @property
     def tasks(self) -> list[str]:
@@ -113,6 +116,8 @@ class AdapterSet:
 
     def deltas(self, target: TargetMatrix, tasks: list[int] | None = None) -> list[TaskDelta]:
         """TaskDeltas of the given task indices (default all) for one matrix, in task order."""
-        idx = range(len(self.adapters)) if tasks is None else tasks
-        return [self.adapters[i].factors[target.module].delta(f"{self.adapters[i].name}/{target.weight}")
-                for i in idx]
+        row = self._deltas.get(target.module)
+        if row is None:
+            row = self._deltas[target.module] = [ad.factors[target.module].delta(f"{ad.name}/{target.weight}")
+                                                 for ad in self.adapters]
+        return list(row) if tasks is None else [row[i] for i in tasks]

@@ -31,7 +31,7 @@ import numpy as np
 from ..errors import EnmpError
 from ..masking import decode, keep_from_str, keep_to_str
 from .base import Candidate, Strategy, check_int, register
-from .cma_strategy import FAILED_PENALTY, cma_options, positive_float
+from .cma_strategy import FAILED_PENALTY, evolution_strategy, positive_float
 from .racing import FoldScores, paired_margin, pooled_fitness
 
 # stages, race_z and probe were chosen on a development split of the demo tasks' validation data (every
@@ -148,7 +148,7 @@ class FastStrategy(Strategy):
                     gain, se = paired_margin(self.scores[keep_to_str(cand.mask)], self.scores[full], self.blocks[0])
                     t = gain / se if se > 0 else math.copysign(3.0, gain) if gain else 0.0
                     mean0[i] = self.sigma0 * float(np.clip(t - 2.0, -3.0, 3.0))
-        self.es = cma.CMAEvolutionStrategy(mean0, self.sigma0, cma_options(self.popsize, self.seed))
+        self.es = evolution_strategy(mean0, self.sigma0, self.popsize, self.seed)
         self.phase = "race"
 
     def _tell_race(self, cands, fits) -> None:
