@@ -104,6 +104,7 @@ def main() -> None:
             source += f" — demo cache {DEMO_CACHE} absent"
         cfg = cfg.model_copy(deep=True)
         cfg.eval.threads = 1
+        cfg.search.strategy = "cma"  # the paper's search, as measured in the README (fast: tests/test_parallel_fast.py)
         cfg.output.save_model = cfg.output.save_adapter = False
         if args.generations:
             cfg.search.generations = args.generations

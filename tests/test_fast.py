@@ -146,3 +146,21 @@ def test_replaying_any_prefix_of_rounds_continues_identically():
             s.tell(cands, [pooled_fitness(f, c.folds) for f, c in zip(fs, cands)], fs)
         assert asked[:cut] + [[(c.mask.tobytes(), c.folds) for c in r] for r in drive(s, scores)] == asked
         assert (s.final_mask(0.0) == ref.final_mask(0.0)).all() and s.decision == ref.decision
+
+
+@pytest.mark.parametrize("shape", [(4, 5), (6, 32), (100, 80)])
+def test_calibrated_start_prunes_the_asked_number_of_modules_at_any_size(shape):
+    s = get_strategy("fast")(shape, rho=0.2, seed=1, popsize=64, generations=2, start_pruned=3)
+    cands = s.ask()  # the full merge on the search folds
+    fs = [{f: [np.ones(4)] * shape[0] for f in c.folds} for c in cands]
+    s.tell(cands, [pooled_fitness(f, c.folds) for f, c in zip(fs, cands)], fs)
+    pruned = [int((~c.mask).sum()) for c in s.ask()]
+    assert 2.0 < np.mean(pruned) < 4.0  # cma's mean of −1 would prune ~2 % of the modules: 0.4 … 182
+
+
+def test_start_pruned_null_keeps_cmas_start_and_bad_values_are_rejected():
+    s = make(start_pruned=None)
+    assert s.mean_start == -1.0
+    for bad in (0, -1, "2", float("nan")):
+        with pytest.raises(EnmpError, match="search.options.start_pruned"):
+            make(start_pruned=bad)

@@ -13,6 +13,7 @@ from rich.markup import escape
 
 from ..errors import EnmpError
 from ..merging import METHODS, available_methods, method_params
+from ..search import available_strategies
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Merge LoRA experts with Evolutionary Negative Module Pruning (ENMP).")
@@ -113,7 +114,8 @@ def inspect(
 def search(
     config: Optional[Path] = typer.Option(None, "--config", help="Run YAML (see README)."),
     method: Optional[str] = typer.Option(None, "--method"),
-    strategy: Optional[str] = typer.Option(None, "--strategy", help="cma (ENMP), random, greedy, none, cmawm."),
+    strategy: Optional[str] = typer.Option(None, "--strategy", help=(
+        f"One of {', '.join(available_strategies())} (cma: the paper's ENMP; fast: racing + held-out check)")),
     generations: Optional[int] = typer.Option(None, "--generations"),
     popsize: Optional[int] = typer.Option(None, "--popsize"),
     rho: Optional[float] = typer.Option(None, "--rho"),

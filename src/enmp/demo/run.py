@@ -7,6 +7,7 @@ layout, and `out/summary.json` holds the cross-method table.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import time
@@ -40,7 +41,9 @@ BASE_METHODS = {
 class DemoSettings:
     """Sizes chosen to fit the budget on 2 CPU cores (first run ≤ 15 min, re-run ≤ 6 min)."""
 
-    searched: tuple[str, ...] = ("ta", "ties")
+    searched: tuple[str, ...] = ("ta", "ties", "knots")
+    #: `fast` with its own defaults (chosen on a development split, see README); `generations` bounds it
+    strategy: str = "fast"
     popsize: int = 8
     generations: int = 8
     rho: float = 0.2
@@ -58,8 +61,8 @@ class DemoSettings:
     seed: int = 1
 
     def quick(self) -> "DemoSettings":
-        return DemoSettings(searched=("ta",), popsize=4, generations=2, val_samples=40, test_samples=60,
-                            random_repeats=2)
+        return dataclasses.replace(self, searched=("ta",), popsize=4, generations=2, val_samples=40,
+                                   test_samples=60, random_repeats=2)
 
 
 def base_model_dir() -> Path:
@@ -124,7 +127,7 @@ def demo_config(base_dir: Path, data_dir: Path, tasks, experts_dir: Path, s: Dem
                             "text": "text", "text_pair": "text_pair" if t.pair else None, "label": "label"}}
                   for t in tasks],
         "merge": {"method": method, **(merge or {})},
-        "search": {"strategy": "cma", "generations": s.generations, "popsize": s.popsize, "rho": s.rho,
+        "search": {"strategy": s.strategy, "generations": s.generations, "popsize": s.popsize, "rho": s.rho,
                    "seed": s.seed, "random_repeats": s.random_repeats, "track_test": s.track_test},
         "eval": {"val_samples": s.val_samples, "test_samples": s.test_samples, "batch_size": s.batch_size,
                  "max_length": s.max_length},
@@ -187,7 +190,8 @@ def run_demo(out: Path, cache: Path, quick: bool = False, console: Optional[Cons
     s = DemoSettings().quick() if quick else DemoSettings()
     started = time.perf_counter()
     console.rule("[bold]enmp demo — offline, CPU only")
-    console.print(f"settings: population {s.popsize} × {s.generations} generations, ρ {s.rho}, "
+    console.print(f"settings: search {s.strategy}, population {s.popsize} × ≤ {s.generations} generations, "
+                  f"ρ {s.rho}, "
                   f"{s.val_samples} validation / {s.test_samples} test examples per task, "
                   f"searched methods: {', '.join(s.searched)} (sized for 2 CPU cores; the paper uses 16 × 60)")
     cfg, tasks, metrics = prepare_demo(Path(cache), s, console)

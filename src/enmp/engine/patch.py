@@ -51,6 +51,8 @@ class LivePatcher:
         self.base = [p.detach().clone() for p in self.params]
         self._applied: list[tuple] = [()] * len(self.targets)  # () = base weight
         self.rewrites = 0
+        self._last: Optional[tuple] = None  # (spec, keep) the weights hold: later jobs of a candidate skip the loop
+        self._signature: Optional[list] = None
 
     def delta(self, i: int, kept: tuple[int, ...], method: str, params: MergeParams) -> torch.Tensor:
         target = self.targets[i]
@@ -62,10 +64,13 @@ class LivePatcher:
 
     def layer_signature(self, n_layers: int) -> list[tuple]:
         """What each layer position currently holds (its matrices' kept sets and merge spec)."""
+        if self._signature is not None and len(self._signature) == n_layers:
+            return self._signature
         sig: list[list] = [[] for _ in range(n_layers)]
         for target, state in zip(self.targets, self._applied):
             sig[target.layer].append(state)
-        return [tuple(s) for s in sig]
+        self._signature = [tuple(s) for s in sig]
+        return self._signature
 
     @torch.no_grad()
     def apply(self, keep: np.ndarray, method: str, params: MergeParams) -> int:
@@ -74,9 +79,13 @@ class LivePatcher:
         `params` are taken as given (the evaluator resolved them once); `merge` fills a default inner method.
         """
         spec = (method, params.cache_key())
+        if self._last is not None and self._last[0] == spec and np.array_equal(self._last[1], keep):
+            return 0
+        self._last = self._signature = None  # until the loop completes (a failed merge leaves it half-applied)
         changed = 0
+        by_group = [tuple(np.flatnonzero(col).tolist()) for col in keep.T]
         for i, param in enumerate(self.params):
-            kept = tuple(int(t) for t in np.flatnonzero(keep[:, self.group_index[i]]))
+            kept = by_group[self.group_index[i]]
             state = (kept, spec) if kept else ()
             if state == self._applied[i]:
                 continue
@@ -88,6 +97,7 @@ class LivePatcher:
             self._applied[i] = state
             changed += 1
         self.rewrites += changed
+        self._last = (spec, keep.copy())
         return changed
 
     @torch.no_grad()
@@ -97,3 +107,4 @@ class LivePatcher:
             if self._applied[i] != ():
                 param.copy_(self.base[i])
                 self._applied[i] = ()
+        self._last = self._signature = None

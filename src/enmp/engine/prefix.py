@@ -47,6 +47,8 @@ class PrefixCache:
         self.layers_skipped = self.layers_run = 0
         self.layer_rows = 0  # rows (sequences or images) × layers actually run: the work done
         self._plan: Optional[dict] = None
+        self._sig: Optional[Sequence] = None
+        self._chain: list[int] = []
         for i, layer in enumerate(layer_list):
             layer.forward = types.MethodType(self._make_forward(i, layer.forward), layer)
 
@@ -72,16 +74,26 @@ class PrefixCache:
         return forward
 
     def begin(self, split: str, task: int, signature: Sequence) -> None:
-        """Plan one task's evaluation: find the longest cached prefix of `signature` (one entry per layer)."""
-        keys = [(split, task, tuple(signature[: i + 1])) for i in range(len(signature))]
+        """Plan one task's evaluation: find the longest cached prefix of `signature` (one entry per layer).
+
+        Keys hold a chain hash of the prefix (O(L) per candidate, not O(L²)); a hit is verified against the
+        stored prefix, so a hash collision can never hand back another prefix's hidden states."""
+        if signature is not self._sig:
+            self._sig, chain, h = signature, [], 0
+            for layer in signature:
+                h = hash((h, layer))
+                chain.append(h)
+            self._chain = chain
+        keys = [(split, task, i, h) for i, h in enumerate(self._chain)]
         start, cached = -1, None
         for i in range(len(keys) - 2, -1, -1):
             hit = self.entries.get(keys[i])
-            if hit is not None:
+            if hit is not None and hit[0] == tuple(signature[: i + 1]):
                 self.entries.move_to_end(keys[i])
-                start, cached = i, hit
+                start, cached = i, hit[1]
                 break
-        self._plan = {"start": start, "cached": cached, "keys": keys, "record": {}, "batch": 0}
+        self._plan = {"start": start, "cached": cached, "keys": keys, "record": {}, "batch": 0,
+                      "signature": signature}
 
     def set_batch(self, batch: int) -> None:
         self._plan["batch"] = batch
@@ -99,10 +111,10 @@ class PrefixCache:
             size = sum(t.numel() * t.element_size() for t in outputs.values())
             if size > self.budget:
                 continue
-            self.entries[key] = outputs
+            self.entries[key] = (tuple(plan["signature"][: index + 1]), outputs)
             self.bytes += size
             while self.bytes > self.budget:
-                _, old = self.entries.popitem(last=False)
+                _, (_, old) = self.entries.popitem(last=False)
                 self.bytes -= sum(t.numel() * t.element_size() for t in old.values())
 
     def abort(self) -> None:

@@ -9,8 +9,11 @@ scored and chosen:
 * optional warm start (`probe: true`): every module is first pruned alone and scored on the first search
   folds; its paired gain over the full merge (in standard errors, t) sets its initial mean σ0·(t − 2), so a
   clearly negative module starts likely pruned and a neutral one as unlikely as under `cma`'s mean of −1
-  (off by default: on the development split it did not pay for its T·G probes; without it the mean starts
-  at −1, as in `cma`);
+  (off by default: on the development split it did not pay for its T·G probes);
+* calibrated start (`start_pruned`): without probes the initial mean is set so that a first-generation
+  candidate prunes `start_pruned` modules on average, whatever T·G is (`cma`'s mean of −1 prunes a fixed
+  ~2 % of the modules: well under one module at small T·G, so early generations re-score the full merge);
+  `start_pruned: null` keeps `cma`'s −1;
 * racing: each generation is scored fold block by fold block; a candidate goes on to the next block only
   while its upper confidence bound (paired, per example) over the incumbent is above zero, so most
   candidates cost a fraction of the data; CMA-ES is told each candidate's paired estimate;
@@ -24,6 +27,7 @@ from __future__ import annotations
 
 import math
 import numbers
+from statistics import NormalDist
 
 import cma
 import numpy as np
@@ -34,10 +38,17 @@ from .base import Candidate, Strategy, check_int, register
 from .cma_strategy import FAILED_PENALTY, evolution_strategy, positive_float
 from .racing import FoldScores, paired_margin, pooled_fitness
 
-# stages, race_z and probe were chosen on a development split of the demo tasks' validation data (every
-# third validation example held out; `benchmarks/quality.py --dev`), never on their test split.
+# stages, race_z, probe and start_pruned were chosen on a development split of the demo tasks' validation
+# data (every third validation example held out; `benchmarks/quality.py --dev`), never on their test split.
 DEFAULTS = {"sigma0": 0.5, "folds": 8, "confirm_folds": 2, "stages": 2, "race_z": 2.0, "patience": 4,
-            "probe": False, "probe_limit": 512, "contenders": 3}
+            "probe": False, "probe_limit": 512, "contenders": 3, "start_pruned": 2.0}
+
+
+def calibrated_mean0(expected_pruned: float, n_modules: int, sigma0: float) -> float:
+    """The latent mean at which each of `n_modules` scores N(mean, σ0²) is positive with probability
+    expected_pruned / n_modules, so a candidate prunes `expected_pruned` modules on average."""
+    p = min(max(expected_pruned / n_modules, 1e-9), 0.5)
+    return sigma0 * float(NormalDist().inv_cdf(p))
 
 
 def _nonneg_float(value, where: str) -> float:
@@ -75,6 +86,9 @@ class FastStrategy(Strategy):
             raise EnmpError(f"probe must be true or false, got {o['probe']!r}", where="search.options.probe",
                             fix="write probe: true or probe: false")
         self.probe = o["probe"] and self.n_modules <= probe_limit
+        start = o["start_pruned"]
+        self.mean_start = -1.0 if start is None else calibrated_mean0(
+            min(positive_float(start, "search.options.start_pruned"), self.budget), self.n_modules, self.sigma0)
         search = np.arange(self.n_folds - confirm)
         self.blocks = [tuple(int(f) for f in b) for b in np.array_split(search, self.stages)]
         self.search_folds = tuple(int(f) for f in search)
@@ -141,7 +155,7 @@ class FastStrategy(Strategy):
             raise EnmpError("the full merge failed (NaN/Inf) on the validation folds", where="search 'fast'",
                             fix="check the adapters and merge hyperparameters")
         self._set_incumbent(full)
-        mean0 = np.full(self.n_modules, -1.0)  # no probes: cma's start (the full merge)
+        mean0 = np.full(self.n_modules, self.mean_start)
         if self.probe:
             for i, (cand, fit) in enumerate(zip(cands[1:], fits[1:])):
                 if np.isfinite(fit):
