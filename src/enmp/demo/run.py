@@ -41,9 +41,9 @@ BASE_METHODS = {
 class DemoSettings:
     """Sizes chosen to fit the budget on 2 CPU cores (first run ≤ 15 min, re-run ≤ 6 min)."""
 
-    searched: tuple[str, ...] = ("ta", "ties", "knots")
-    #: `fast` with its own defaults (chosen on a development split, see README); `generations` bounds it
-    strategy: str = "fast"
+    searched: tuple[str, ...] = ("ta", "ties")
+    #: the README's demo table is measured with `cma`; `fast` (with `generations` as its bound) is one word away
+    strategy: str = "cma"
     popsize: int = 8
     generations: int = 8
     rho: float = 0.2
