@@ -21,6 +21,13 @@ class TaskDelta:
     A: torch.Tensor  # r × d_in
     scale: float
     seed_key: str = ""
+    _scaled: dict = field(default_factory=dict, init=False, repr=False)  # dtype → scale · B, made once
+
+    def scaled_B(self, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """scale · B in `dtype`, computed once: a merge of many tasks would otherwise redo it per candidate."""
+        if dtype not in self._scaled:
+            self._scaled[dtype] = self.B.to(dtype) * self.scale
+        return self._scaled[dtype]
 
     @property
     def shape(self) -> tuple[int, int]:
