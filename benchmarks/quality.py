@@ -24,6 +24,7 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
+from enmp.atomic_files import atomic_write_json
 from enmp.demo.run import BASE_METHODS, DemoSettings, _tune_lambda, demo_config, prepare_demo
 from enmp.engine.local import LocalEvaluator
 from enmp.engine.run import SearchRun
@@ -78,6 +79,58 @@ def plot(results: dict, strategies: list[str], path: Path) -> None:
     plt.close(fig)
 
 
+def save(out: Path, settings: dict, results: dict, strategies: list[str], complete: bool) -> dict:
+    means = {st: float(np.mean([results[m][st]["summary"]["test_delta"]["mean"] for m in results if st in results[m]]))
+             for st in strategies if any(st in r for r in results.values())}
+    data = {"settings": settings, "complete": complete, "mean_test_delta": means, "methods": results}
+    atomic_write_json(out, data)
+    return data
+
+
+def finish(results: dict, strategies: list[str], settings: dict, out: Path, console: Console, complete: bool) -> None:
+    """Print the table and the means, write the JSON and the plot."""
+    table = Table(title="searched mask − full merge, mean normalized accuracy (mean ± std over seeds); cost = "
+                        "example × layer forwards of the search")
+    for col in ("method", "λ", "strategy", "test Δ", "val Δ", "cost", "pruned", "s"):
+        table.add_column(col, justify="right")
+    for m, r in results.items():
+        for st in strategies:
+            sm = r[st]["summary"]
+            table.add_row(m, str(r["lam"]), f"{st} {r[st]['size']}",
+                          f"{sm['test_delta']['mean']:+.2f} ± {sm['test_delta']['std']:.2f}",
+                          f"{sm['val_delta']['mean']:+.2f} ± {sm['val_delta']['std']:.2f}",
+                          f"{sm['layer_examples']['mean']:.3g}", f"{sm['pruned']['mean']:.1f}",
+                          f"{sm['seconds']['mean']:.0f}")
+    console.print(table)
+    means = save(out, settings, results, strategies, complete)["mean_test_delta"]
+    console.print("mean test Δ over methods: " + ", ".join(f"{st} {v:+.2f}" for st, v in means.items()))
+    if "cma" in strategies and "fast" in strategies:
+        ratio = (np.mean([results[m]["fast"]["summary"]["layer_examples"]["mean"] for m in results])
+                 / np.mean([results[m]["cma"]["summary"]["layer_examples"]["mean"] for m in results]))
+        console.print(f"fast's cost / cma's cost (example × layer forwards): {ratio:.2f}")
+    plot(results, strategies, out.with_suffix(".png"))
+
+
+def merge(paths: list[str], out: Path, console: Console) -> int:
+    """One result file from several complete ones (each method measured in exactly one of them)."""
+    parts = [json.loads(Path(p).read_text()) for p in paths]
+    strategies = parts[0]["settings"]["strategies"]
+    keys = ("strategies", "seeds", "cma_size", "options", "dev", "size", "val_samples", "test_samples", "tasks")
+    for p, part in zip(paths, parts):
+        if not part.get("complete", True):
+            raise SystemExit(f"{p}: an unfinished run (complete: false); merge only finished ones")
+        if any(part["settings"].get(k) != parts[0]["settings"].get(k) for k in keys):
+            raise SystemExit(f"{p}: settings differ from {paths[0]}'s; only runs of one protocol can be merged")
+    results: dict = {}
+    for p, part in zip(paths, parts):
+        if set(part["methods"]) & set(results):
+            raise SystemExit(f"{p}: method(s) {sorted(set(part['methods']) & set(results))} measured twice")
+        results.update(part["methods"])
+    settings = {**parts[0]["settings"], "command": [part["settings"].get("command") for part in parts]}
+    finish(results, strategies, settings, out, console, complete=True)
+    return 0
+
+
 def dev_split(data_dir: Path, tasks: list[str], out: Path) -> Path:
     """Each task's validation file cut in two: every third row becomes `test`, the others `val`."""
     import csv
@@ -118,8 +171,12 @@ def main() -> int:
     ap.add_argument("--cache", default=".cache/enmp-demo")
     ap.add_argument("--runs", default="runs/quality")
     ap.add_argument("--out", default="benchmarks/results/quality.json")
+    ap.add_argument("--merge", nargs="+", metavar="JSON", help="combine result files of runs split over processes "
+                    "or machines (disjoint methods, same strategies) into --out, then print the table; runs nothing")
     args = ap.parse_args()
     console = Console()
+    if args.merge:
+        return merge(args.merge, Path(args.out), console)
     strategies, seeds = args.strategies.split(","), [int(s) for s in args.seeds.split(",")]
     if args.quick:
         args.cma_size, args.size = "2x2", "4x2"
@@ -141,6 +198,10 @@ def main() -> int:
     ev = LocalEvaluator(ws, "ta", MergeParams(lam=1.0))
     expert = {split: ev.compute_expert(split) for split in ("val", "test")}
     results: dict = {}
+    settings = {"strategies": strategies, "seeds": seeds, "cma_size": args.cma_size,
+                "options": json.loads(args.options), "dev": args.dev, "size": args.size,
+                "val_samples": args.val_samples, "test_samples": args.test_samples, "tasks": [t.name for t in tasks],
+                "command": " ".join(["python", "benchmarks/quality.py", *sys.argv[1:]])}
     for method in args.methods.split(","):
         extra, grid = BASE_METHODS[method]
         lam, _ = _tune_lambda(ws, method, extra, grid, expert["val"])
@@ -158,39 +219,14 @@ def main() -> int:
                 mcfg.output.save_model = mcfg.output.save_adapter = False
                 report, r = run_one(ws, mcfg, expert, base, Path(args.runs) / method / f"{strategy}-{seed}", console)
                 base = {split: getattr(report.base, split).raw for split in ("val", "test")}  # scored once
+                results[method]["base"] = {sp: getattr(report.base, sp).mean_normalized for sp in ("val", "test")}
                 runs.append(r)
                 console.log(f"{method} {strategy} seed {seed}: test Δ {r['test_delta']:+.2f}, val Δ "
                             f"{r['val_delta']:+.2f}, {r['layer_examples']:.3g} layer-examples, {r['pruned']} pruned, "
                             f"{r['seconds']:.0f} s {r['decision'] or ''}")
             results[method][strategy] = {"size": f"{pop}x{gens}", "runs": runs, "summary": summarise(runs)}
-    table = Table(title="searched mask − full merge, mean normalized accuracy (mean ± std over seeds); cost = "
-                        "example × layer forwards of the search")
-    for col in ("method", "λ", "strategy", "test Δ", "val Δ", "cost", "pruned", "s"):
-        table.add_column(col, justify="right")
-    for m, r in results.items():
-        for st in strategies:
-            sm = r[st]["summary"]
-            table.add_row(m, str(r["lam"]), f"{st} {r[st]['size']}",
-                          f"{sm['test_delta']['mean']:+.2f} ± {sm['test_delta']['std']:.2f}",
-                          f"{sm['val_delta']['mean']:+.2f} ± {sm['val_delta']['std']:.2f}",
-                          f"{sm['layer_examples']['mean']:.3g}", f"{sm['pruned']['mean']:.1f}",
-                          f"{sm['seconds']['mean']:.0f}")
-    console.print(table)
-    means = {st: float(np.mean([results[m][st]["summary"]["test_delta"]["mean"] for m in results]))
-             for st in strategies}
-    console.print("mean test Δ over methods: " + ", ".join(f"{st} {v:+.2f}" for st, v in means.items()))
-    if "cma" in strategies and "fast" in strategies:
-        ratio = (np.mean([results[m]["fast"]["summary"]["layer_examples"]["mean"] for m in results])
-                 / np.mean([results[m]["cma"]["summary"]["layer_examples"]["mean"] for m in results]))
-        console.print(f"fast's cost / cma's cost (example × layer forwards): {ratio:.2f}")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"settings": {"strategies": strategies, "seeds": seeds, "cma_size": args.cma_size,
-                                            "options": json.loads(args.options), "dev": args.dev,
-                                            "size": args.size, "val_samples": args.val_samples,
-                                            "test_samples": args.test_samples, "tasks": [t.name for t in tasks]},
-                               "mean_test_delta": means, "methods": results}, indent=2) + "\n")
-    plot(results, strategies, out.with_suffix(".png"))
+        save(Path(args.out), settings, results, strategies, complete=False)  # a long run keeps what it measured
+    finish(results, strategies, settings, Path(args.out), console, complete=True)
     return 0
 
 

@@ -50,6 +50,14 @@ def test_quality_benchmark_synthetic(tmp_path):
     fast = result["methods"]["ta"]["fast"]["runs"][0]
     assert fast["layer_examples"] > 0 and fast["decision"]
     assert (tmp_path / "quality.png").is_file()
+    parts = []  # split by method, as two processes would have written it, then merged back
+    for method in ("ta", "ties"):
+        part = {**result, "methods": {method: result["methods"][method]}}
+        parts.append(tmp_path / f"{method}.json")
+        parts[-1].write_text(json.dumps(part))
+    run_bench("quality.py", "--merge", *parts, "--out", tmp_path / "merged.json", cwd=tmp_path)
+    merged = json.loads((tmp_path / "merged.json").read_text())
+    assert merged["methods"] == result["methods"] and merged["mean_test_delta"] == result["mean_test_delta"]
 
 
 def test_scale_benchmark_quick(tmp_path):
