@@ -145,13 +145,27 @@ def _strip(history):
     return [{k: v for k, v in h.items() if k not in ("elapsed", "cost")} for h in history]  # measured, not decided
 
 
+#: `enmp search` whose generations take at least 0.2 s each: the tiny run's whole search is under a second, so
+#: without pacing a signal sent at generation 3 could land after the run had finished (seen on a loaded machine)
+PACED_CLI = """import sys, time
+from enmp.engine.journal import Journal
+append = Journal.append
+def paced(self, *args, **kwargs):
+    append(self, *args, **kwargs)
+    time.sleep(0.2)
+Journal.append = paced
+from enmp.cli.main import main
+main(sys.argv[1:])
+"""
+
+
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
 def test_resume_after_kill_matches_uninterrupted_run(tmp_path, sig):
     cfg_path = make_run(tmp_path, "bert", n_val=60, n_test=12, generations=14, popsize=6)
     ref = run_search(load_config(cfg_path), tmp_path / "ref", show_progress=False, print_table=False)
     run = tmp_path / "run"
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    proc = subprocess.Popen([sys.executable, "-m", "enmp.cli.main", "search", "--config", str(cfg_path),
+    proc = subprocess.Popen([sys.executable, "-c", PACED_CLI, "search", "--config", str(cfg_path),
                              "--out", str(run)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.time() + 300
     while _journal_generation(run) < 3 and proc.poll() is None and time.time() < deadline:
