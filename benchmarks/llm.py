@@ -11,9 +11,9 @@ and cached under --cache. The test split never chooses anything. Writes benchmar
 
 Sized for 2 shared CPU cores by default (printed at the start): 3 tasks, 512 train (SNLI 2,048; 2 epochs) / 32
 val / 64 test examples per task, ENMP 6 × 4 on TA and TIES (causal_lm: TA only: label-word scoring runs each
-example once per class, so its candidates cost several times more). --quick is a smoke check (2 tasks, tiny sizes;
-tests/test_llm_bench.py runs it on a tiny random Llama placed where the dequantised base is cached). A bigger machine raises the sizes and passes
---searched all --causal-searched all --device cuda.
+example once per class, so its candidates cost several times more). --quick is a smoke check (2 tasks, tiny
+sizes; tests/test_llm_bench.py runs it on a tiny random Llama placed where the dequantised base is cached). A
+bigger machine raises the sizes and passes --searched all --causal-searched all --device cuda.
 
 Usage: python benchmarks/llm.py [--kinds classification,causal_lm] [--tasks snli,wn_pos,movie_review]
        [--methods ta,ties,...] [--searched ta,ties|all] [--causal-searched ta|same|all] [--strategies cma,fast]
@@ -44,6 +44,7 @@ from rich.table import Table
 
 from enmp.atomic_files import atomic_write_json
 from enmp.config import RunConfig, parse_config
+from enmp.demo.data import read_split
 from enmp.demo.run import BASE_METHODS, _tune_lambda, base_fingerprint
 from enmp.engine.workspace import quiet_transformers
 from enmp.errors import EnmpError
@@ -110,7 +111,7 @@ def ensure_experts(base: Path, data_dir: Path, experts: Path, s: Settings, conso
                 todo.append((kind, name, key))
     if not todo:
         return out
-    n_train = {n: sum(1 for _ in open(task_dir(data_dir, n) / "train.csv", encoding="utf-8")) - 1 for n in s.tasks}
+    n_train = {n: len(read_split(task_dir(data_dir, n), "train")[0]) for n in s.tasks}  # CSV rows, not lines
     with Progress(console=console, transient=True) as bar:
         job = bar.add_task("training experts", total=sum(steps(n_train[n], s.train_settings) for _, n, _ in todo))
         for kind, name, key in todo:
@@ -279,12 +280,14 @@ def parse_args(argv=None) -> tuple[argparse.Namespace, Settings]:
     s = Settings(tasks=tuple(a.tasks.split(",")) if a.tasks else default_tasks(), kinds=tuple(a.kinds.split(",")),
                  methods=methods, searched=searched(a.searched),
                  causal_searched=searched(a.searched if a.causal_searched == "same" else a.causal_searched),
-                 strategies=tuple(a.strategies.split(",")), popsize=pop, generations=gens, train=a.train, snli_train=a.snli_train,
+                 strategies=tuple(a.strategies.split(",")), popsize=pop, generations=gens, train=a.train,
+                 snli_train=a.snli_train,
                  val=a.val, test=a.test, random_repeats=a.random_repeats, threads=a.threads, device=a.device,
                  train_settings=TrainSettings(epochs=a.epochs))
     if a.quick:
         s = dataclasses.replace(s, tasks=s.tasks[:2], methods=("ta",), searched=("ta",), causal_searched=("ta",),
-                                popsize=2, generations=2, train=16, snli_train=16, val=8, test=6,  # val: `fast`'s 8 folds random_repeats=1,
+                                popsize=2, generations=2, train=16, snli_train=16, val=8, test=6,  # val ≥ fast's folds
+                                random_repeats=1,
                                 train_settings=TrainSettings(epochs=1, max_len=48))
         a.runs = str(Path(a.runs) / "quick")
     a.out = a.out or (str(Path(a.runs) / "llm.json") if a.quick else "benchmarks/results/llm.json")
@@ -304,8 +307,8 @@ def main(argv=None) -> int:
     console = Console(width=None if sys.stdout.isatty() else 150)  # a log file gets the whole table
     started = time.perf_counter()
     console.rule("[bold]LLM benchmark — SmolLM2-135M-Instruct (dequantised Q4_1 GGUF)")
-    console.print(f"tasks {', '.join(s.tasks)}; kinds {', '.join(s.kinds)}; {s.train} train (SNLI {s.snli_train}) / {s.val} val / "
-                  f"{s.test} test examples per task; LoRA r {s.train_settings.r} on q/k/v/o_proj, "
+    console.print(f"tasks {', '.join(s.tasks)}; kinds {', '.join(s.kinds)}; {s.train} train (SNLI {s.snli_train}) / "
+                  f"{s.val} val / {s.test} test examples per task; LoRA r {s.train_settings.r} on q/k/v/o_proj, "
                   f"{s.train_settings.epochs} epochs; ENMP {', '.join(s.strategies)} {s.popsize} × {s.generations} "
                   f"on {', '.join(s.searched)} (causal_lm: {', '.join(s.causal_searched)}); {s.threads} threads on "
                   f"{s.device} (sized for 2 CPU cores; the paper: 16 × 60)")
@@ -345,7 +348,8 @@ def main(argv=None) -> int:
         console.print(results_table(kind, s, r))
     write(True)
     console.print(f"total {time.perf_counter() - started:.0f} s: base, data and experts {t_prep:.0f} s; " + "; ".join(
-        f"{k} {r['seconds']['total']:.0f} s (base merges {r['seconds']['base_merges']:.0f} s)" for k, r in kinds.items()))
+        f"{k} {r['seconds']['total']:.0f} s (base merges {r['seconds']['base_merges']:.0f} s)"
+        for k, r in kinds.items()))
     console.print(f"wrote {out}")
     return 0
 

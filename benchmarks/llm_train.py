@@ -38,7 +38,7 @@ from torch import nn
 
 from enmp.atomic_files import atomic_dir, atomic_write_json, atomic_write_text
 from enmp.demo.data import _csv_text, build_demo_data, read_split, wordnet_available
-from enmp.demo.train import Encoded, _schedule, save_head
+from enmp.demo.train import Encoded, _schedule, features, save_head
 from enmp.errors import EnmpError
 from enmp.evaluation import CausalLMTask, Examples
 
@@ -239,15 +239,6 @@ def _last(h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return h[torch.arange(h.shape[0]), mask.sum(1) - 1]  # right padding: the last real token
 
 
-@torch.no_grad()
-def _features(model, enc: ClsRows, batch_size: int = 32) -> torch.Tensor:
-    out = torch.empty(len(enc), model.config.hidden_size)
-    for idx in enc.eval_batches(batch_size):
-        b = enc.batch(idx)
-        out[idx] = _last(model(**b).last_hidden_state, b["attention_mask"]).float()
-    return out
-
-
 def linear_probe(feats: dict[str, tuple[torch.Tensor, torch.Tensor]], n_classes: int, mu: torch.Tensor,
                  sd: torch.Tensor) -> dict:
     """Multinomial logistic regression on standardised frozen features (full-batch L-BFGS), L2 strength
@@ -303,7 +294,7 @@ def train_expert(base_dir: Path, tdir: Path, spec: LLMTask, kind: str, out_dir: 
     metrics: dict = {"task": spec.name, "kind": kind, **s.__dict__}
     if kind == "classification":
         rows = {sp: ClsRows(tok, tdir, sp, spec.labels, s.max_len) for sp in ("train", "val", "test")}
-        feats = {sp: (_features(model, e), e.y) for sp, e in rows.items()}
+        feats = {sp: (features(model, e, 32, pool=_last), e.y) for sp, e in rows.items()}
         # a few dimensions of an LLM's last hidden state are huge: the head trains on standardised features
         # and the standardisation is folded into its weight and bias before saving (exact)
         mu, sd = feats["train"][0].mean(0), feats["train"][0].std(0)
@@ -349,8 +340,8 @@ def train_expert(base_dir: Path, tdir: Path, spec: LLMTask, kind: str, out_dir: 
             folded = nn.Linear(head.in_features, head.out_features)
             folded.weight.copy_(head.weight / sd)
             folded.bias.copy_(head.bias - (head.weight / sd) @ mu)
-            metrics["val_acc"] = 100.0 * float((folded(_features(lm, rows["val"])).argmax(-1) == rows["val"].y)
-                                               .float().mean())
+            val_pred = folded(features(lm, rows["val"], 32, pool=_last)).argmax(-1)
+            metrics["val_acc"] = 100.0 * float((val_pred == rows["val"].y).float().mean())
     metrics.update(n_train=len(train), first_loss=losses[0], final_loss=sum(losses[-4:]) / len(losses[-4:]),
                    train_s=round(time.perf_counter() - t0, 1))
     with atomic_dir(out_dir, overwrite=True) as tmp:

@@ -111,9 +111,9 @@ class Encoded:
         return out
 
 
-def pooled(model, enc: Encoded, idx: Sequence[int]) -> torch.Tensor:
+def pooled(model, enc: Encoded, idx: Sequence[int], pool=mean_pool) -> torch.Tensor:
     b = enc.batch(idx)
-    return mean_pool(model(**b).last_hidden_state, b["attention_mask"])
+    return pool(model(**b).last_hidden_state, b["attention_mask"])
 
 
 @torch.no_grad()
@@ -191,10 +191,11 @@ def train_expert(base_dir: str | Path, task_dir: str | Path, out_dir: str | Path
 
 
 @torch.no_grad()
-def _features(model, enc: Encoded, batch_size: int = 64) -> torch.Tensor:
+def features(model, enc: Encoded, batch_size: int = 64, pool=mean_pool) -> torch.Tensor:
+    """Pooled last hidden states of one encoded split, one row per example (float32)."""
     out = torch.empty(len(enc), model.config.hidden_size)
     for idx in enc.eval_batches(batch_size):
-        out[idx] = pooled(model, enc, idx)
+        out[idx] = pooled(model, enc, idx, pool)
     return out
 
 
@@ -207,7 +208,7 @@ def linear_probe(base_dir: str | Path, task_dir: str | Path, *, epochs: int = 10
     task_dir = Path(task_dir)
     labels = task_labels(task_dir)
     tok, model = base if base is not None else load_base(base_dir)
-    feats = {s: (_features(model, e), e.y) for s in ("train", "val", "test")
+    feats = {s: (features(model, e), e.y) for s in ("train", "val", "test")
              for e in [Encoded(tok, task_dir, s, labels, max_len)]}
     head = nn.Linear(model.config.hidden_size, len(labels))
     opt = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=1e-4)
