@@ -43,10 +43,12 @@ def demo_setup(console: Console) -> tuple[RunConfig, str] | None:
     if not (DEMO_CACHE / "experts").is_dir() or not any((DEMO_CACHE / "experts").glob("*/metrics.json")):
         return None
     try:
-        from enmp.demo.run import prepare_demo
+        from enmp.demo.run import DemoSettings, prepare_demo
     except ImportError:
         return None
-    cfg, tasks, _ = prepare_demo(DEMO_CACHE, console=console)
+    # the protocol of the README's parallel numbers: the demo's earlier `cma` 8 × 8 search on TA
+    s = DemoSettings(strategy="cma", generations=8, test_samples=150, random_repeats=3)
+    cfg, tasks, _ = prepare_demo(DEMO_CACHE, s, console=console)
     return cfg, f"demo ({len(tasks)} real-text tasks, all-MiniLM-L6-v2, cache {DEMO_CACHE})"
 
 

@@ -66,8 +66,9 @@ def plot(results: dict, strategies: list[str], path: Path) -> None:
     width = 0.8 / len(strategies)
     fig, ax = plt.subplots(figsize=(max(6, 1.4 * len(methods)), 4))
     for i, s in enumerate(strategies):
-        mean = [results[m][s]["summary"]["test_delta"]["mean"] for m in methods]
-        std = [results[m][s]["summary"]["test_delta"]["std"] for m in methods]
+        cell = [results[m][s]["summary"]["test_delta"] if s in results[m] else {"mean": np.nan, "std": 0.0}
+                for m in methods]
+        mean, std = [c["mean"] for c in cell], [c["std"] for c in cell]
         ax.bar(x + (i - (len(strategies) - 1) / 2) * width, mean, width, yerr=std, capsize=2, label=s)
     ax.axhline(0, color="black", lw=0.8)
     ax.set_xticks(x, methods)
@@ -80,9 +81,13 @@ def plot(results: dict, strategies: list[str], path: Path) -> None:
 
 
 def save(out: Path, settings: dict, results: dict, strategies: list[str], complete: bool) -> dict:
-    means = {st: float(np.mean([results[m][st]["summary"]["test_delta"]["mean"] for m in results if st in results[m]]))
-             for st in strategies if any(st in r for r in results.values())}
-    data = {"settings": settings, "complete": complete, "mean_test_delta": means, "methods": results}
+    """Per strategy: its mean test Δ over the methods it was measured on (`mean_over` names them)."""
+    over = {st: [m for m in results if st in results[m]] for st in strategies}
+    over = {st: ms for st, ms in over.items() if ms}
+    means = {st: float(np.mean([results[m][st]["summary"]["test_delta"]["mean"] for m in ms]))
+             for st, ms in over.items()}
+    data = {"settings": settings, "complete": complete, "mean_test_delta": means, "mean_over": over,
+            "methods": results}
     atomic_write_json(out, data)
     return data
 
@@ -94,7 +99,7 @@ def finish(results: dict, strategies: list[str], settings: dict, out: Path, cons
     for col in ("method", "λ", "strategy", "test Δ", "val Δ", "cost", "pruned", "s"):
         table.add_column(col, justify="right")
     for m, r in results.items():
-        for st in strategies:
+        for st in (st for st in strategies if st in r):
             sm = r[st]["summary"]
             table.add_row(m, str(r["lam"]), f"{st} {r[st]['size']}",
                           f"{sm['test_delta']['mean']:+.2f} ± {sm['test_delta']['std']:.2f}",
@@ -102,31 +107,41 @@ def finish(results: dict, strategies: list[str], settings: dict, out: Path, cons
                           f"{sm['layer_examples']['mean']:.3g}", f"{sm['pruned']['mean']:.1f}",
                           f"{sm['seconds']['mean']:.0f}")
     console.print(table)
-    means = save(out, settings, results, strategies, complete)["mean_test_delta"]
-    console.print("mean test Δ over methods: " + ", ".join(f"{st} {v:+.2f}" for st, v in means.items()))
-    if "cma" in strategies and "fast" in strategies:
-        ratio = (np.mean([results[m]["fast"]["summary"]["layer_examples"]["mean"] for m in results])
-                 / np.mean([results[m]["cma"]["summary"]["layer_examples"]["mean"] for m in results]))
-        console.print(f"fast's cost / cma's cost (example × layer forwards): {ratio:.2f}")
+    saved = save(out, settings, results, strategies, complete)
+    console.print("mean test Δ over methods: " + ", ".join(f"{st} {v:+.2f} ({len(saved['mean_over'][st])})"
+                                                           for st, v in saved["mean_test_delta"].items()))
+    both = [m for m in results if "cma" in results[m] and "fast" in results[m]]
+    if both:  # on the methods measured with both
+        ratio = (np.mean([results[m]["fast"]["summary"]["layer_examples"]["mean"] for m in both])
+                 / np.mean([results[m]["cma"]["summary"]["layer_examples"]["mean"] for m in both]))
+        console.print(f"fast's cost / cma's cost (example × layer forwards, {', '.join(both)}): {ratio:.2f}")
     plot(results, strategies, out.with_suffix(".png"))
 
 
 def merge(paths: list[str], out: Path, console: Console) -> int:
-    """One result file from several complete ones (each method measured in exactly one of them)."""
+    """One result file from several complete ones, split over processes or machines by method or by
+    strategy: each (method, strategy) cell measured in exactly one of them, a method's λ and full merge equal."""
     parts = [json.loads(Path(p).read_text()) for p in paths]
-    strategies = parts[0]["settings"]["strategies"]
-    keys = ("strategies", "seeds", "cma_size", "options", "dev", "size", "val_samples", "test_samples", "tasks")
+    keys = ("seeds", "cma_size", "options", "dev", "size", "val_samples", "test_samples", "tasks")
     for p, part in zip(paths, parts):
         if not part.get("complete", True):
             raise SystemExit(f"{p}: an unfinished run (complete: false); merge only finished ones")
         if any(part["settings"].get(k) != parts[0]["settings"].get(k) for k in keys):
             raise SystemExit(f"{p}: settings differ from {paths[0]}'s; only runs of one protocol can be merged")
     results: dict = {}
+    strategies: list[str] = []
     for p, part in zip(paths, parts):
-        if set(part["methods"]) & set(results):
-            raise SystemExit(f"{p}: method(s) {sorted(set(part['methods']) & set(results))} measured twice")
-        results.update(part["methods"])
-    settings = {**parts[0]["settings"], "command": [part["settings"].get("command") for part in parts]}
+        strategies += [st for st in part["settings"]["strategies"] if st not in strategies]
+        for method, cells in part["methods"].items():
+            have = results.setdefault(method, {k: v for k, v in cells.items() if k in ("lam", "base")})
+            if any(have.get(k) != cells.get(k) for k in ("lam", "base")):
+                raise SystemExit(f"{p}: {method}'s λ or full-merge scores differ from another file's")
+            twice = sorted(set(have) & set(cells) - {"lam", "base"})
+            if twice:
+                raise SystemExit(f"{p}: {method} × {', '.join(twice)} measured twice")
+            have.update(cells)
+    settings = {**parts[0]["settings"], "strategies": strategies,
+                "command": [part["settings"].get("command") for part in parts]}
     finish(results, strategies, settings, out, console, complete=True)
     return 0
 
@@ -172,7 +187,8 @@ def main() -> int:
     ap.add_argument("--runs", default="runs/quality")
     ap.add_argument("--out", default="benchmarks/results/quality.json")
     ap.add_argument("--merge", nargs="+", metavar="JSON", help="combine result files of runs split over processes "
-                    "or machines (disjoint methods, same strategies) into --out, then print the table; runs nothing")
+                    "or machines (by method or by strategy: each method × strategy in one file) into --out, then "
+                    "print the table; runs nothing")
     args = ap.parse_args()
     console = Console()
     if args.merge:

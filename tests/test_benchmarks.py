@@ -58,6 +58,19 @@ def test_quality_benchmark_synthetic(tmp_path):
     run_bench("quality.py", "--merge", *parts, "--out", tmp_path / "merged.json", cwd=tmp_path)
     merged = json.loads((tmp_path / "merged.json").read_text())
     assert merged["methods"] == result["methods"] and merged["mean_test_delta"] == result["mean_test_delta"]
+    by_strategy = []  # split by strategy instead: cma in one file, the others in another
+    for strategies in (["cma"], ["fast", "greedy"]):
+        part = {"settings": {**result["settings"], "strategies": strategies}, "complete": True,
+                "methods": {m: {k: v for k, v in cells.items() if k not in ("cma", "fast", "greedy") or k in strategies}
+                            for m, cells in result["methods"].items()}}
+        by_strategy.append(tmp_path / f"{strategies[0]}.json")
+        by_strategy[-1].write_text(json.dumps(part))
+    run_bench("quality.py", "--merge", *by_strategy, "--out", tmp_path / "by-strategy.json", cwd=tmp_path)
+    merged = json.loads((tmp_path / "by-strategy.json").read_text())
+    assert merged["methods"] == result["methods"] and merged["mean_test_delta"] == result["mean_test_delta"]
+    assert merged["mean_over"] == {st: ["ta", "ties"] for st in ("cma", "fast", "greedy")}
+    with pytest.raises(AssertionError, match="measured twice"):  # the same cell twice is refused
+        run_bench("quality.py", "--merge", by_strategy[0], by_strategy[0], "--out", tmp_path / "x.json", cwd=tmp_path)
 
 
 def test_scale_benchmark_quick(tmp_path):

@@ -489,3 +489,22 @@ def test_demo_config_wires_pair_column(tmp_path):
     assert [t.data.text_pair for t in cfg.tasks] == [None, "text_pair"]
     assert cfg.tasks[1].adapter == str(tmp_path / "experts" / "pairs")
     assert cfg.tasks[1].data.files == {s: str(tmp_path / "data" / "pairs" / f"{s}.csv") for s in ("val", "test")}
+
+
+@pytest.mark.parametrize("quick", [False, True])
+def test_demo_settings_make_a_valid_search(tmp_path, quick):
+    """The demo's own sizes (full and --quick) pass the search's validation: a known method for every searched
+    one, a strategy that accepts the population and bound, and enough validation examples per task for its folds
+    (a workspace refuses fewer at run time, after the experts were trained)."""
+    from enmp.demo.run import BASE_METHODS
+    from enmp.engine.run import make_strategy
+
+    s = DemoSettings().quick() if quick else DemoSettings()
+    tasks = [DemoTask("single", "", ["a", "b"], False, "p", "1", "MIT", "f")]
+    for method in s.searched:
+        extra, _ = BASE_METHODS[method]
+        cfg = demo_config(tmp_path / "base", tmp_path / "data", tasks, tmp_path / "experts", s, method,
+                          {"lam": 0.5, **extra})
+        strategy = make_strategy(cfg, (6, 6))
+        assert strategy.popsize == s.popsize and strategy.generations == s.generations
+        assert s.val_samples >= strategy.validation_folds(cfg.search.options)
