@@ -146,8 +146,11 @@ def _strip(history):
 
 
 #: `enmp search` whose generations take at least 0.2 s each: the tiny run's whole search is under a second, so
-#: without pacing a signal sent at generation 3 could land after the run had finished (seen on a loaded machine)
-PACED_CLI = """import sys, time
+#: without pacing a signal sent at generation 3 could land after the run had finished (seen on a loaded machine).
+#: It also restores Python's own SIGINT handler: a test suite started in the background (`cmd &` in a script)
+#: passes SIGINT on as ignored, and Python then never raises KeyboardInterrupt (the run finished with exit 0).
+PACED_CLI = """import signal, sys, time
+signal.signal(signal.SIGINT, signal.default_int_handler)
 from enmp.engine.journal import Journal
 append = Journal.append
 def paced(self, *args, **kwargs):
