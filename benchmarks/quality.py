@@ -130,13 +130,14 @@ def merge(paths: list[str], out: Path, console: Console) -> int:
             raise SystemExit(f"{p}: settings differ from {paths[0]}'s; only runs of one protocol can be merged")
     results: dict = {}
     strategies: list[str] = []
+    shared = ("lam", "base")  # a method's entries that every file measuring it must agree on
     for p, part in zip(paths, parts):
         strategies += [st for st in part["settings"]["strategies"] if st not in strategies]
         for method, cells in part["methods"].items():
-            have = results.setdefault(method, {k: v for k, v in cells.items() if k in ("lam", "base")})
-            if any(have.get(k) != cells.get(k) for k in ("lam", "base")):
+            have = results.setdefault(method, {k: v for k, v in cells.items() if k in shared})
+            if any(have.get(k) != cells.get(k) for k in shared):
                 raise SystemExit(f"{p}: {method}'s λ or full-merge scores differ from another file's")
-            twice = sorted(set(have) & set(cells) - {"lam", "base"})
+            twice = sorted(set(have) & set(cells) - set(shared))
             if twice:
                 raise SystemExit(f"{p}: {method} × {', '.join(twice)} measured twice")
             have.update(cells)

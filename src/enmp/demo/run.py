@@ -206,10 +206,9 @@ def run_demo(out: Path, cache: Path, quick: bool = False, console: Optional[Cons
     console.print(_expert_table(tasks, metrics, expert))
     out = Path(out)
     rows = {}
-    methods = list(s.searched)
     with Progress(console=console, transient=True) as bar:
-        job = bar.add_task("base merges (λ tuned on validation)", total=len(methods))
-        for method in methods:
+        job = bar.add_task("base merges (λ tuned on validation)", total=len(s.searched))
+        for method in s.searched:
             extra, grid = BASE_METHODS[method]
             lam, _ = _tune_lambda(ws, method, extra, grid, expert["val"])
             bev = LocalEvaluator(ws, method, method_params(method, lam=lam, **extra))
