@@ -7,7 +7,8 @@ the paper's population 16 × 60 generations unless told otherwise; the others at
 split never chooses anything. Writes benchmarks/results/quality.json and quality.png.
 
 Usage: python benchmarks/quality.py [--methods ta,ties] [--strategies cma,fast,greedy,random] [--seeds 1,2,3]
-       [--cma-size 16x60] [--size 8x20] [--val-samples N] [--test-samples N] [--quick]
+       [--cma-size 16x60] [--size 8x20] [--val-samples N] [--test-samples N] [--quick] [--dev]
+       python benchmarks/quality.py --merge A.json B.json ... [--partial] --out merged.json
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from enmp.merging import MergeParams
 from synthetic import QUICK, synthetic_setup  # benchmarks/synthetic.py
 
 METHODS = ("ta", "ties", "dare_ties", "tsv", "knots", "core_space", "iso_c")
-COLUMNS = ("test_delta", "val_delta", "layer_examples", "pruned")
+DETERMINISTIC = ("greedy",)  # strategies measured once per method: they have no randomness
 
 
 def run_one(ws, cfg, expert, base, run_dir: Path, console: Console) -> dict:
@@ -118,14 +119,23 @@ def finish(results: dict, strategies: list[str], settings: dict, out: Path, cons
     plot(results, strategies, out.with_suffix(".png"))
 
 
-def merge(paths: list[str], out: Path, console: Console) -> int:
-    """One result file from several complete ones, split over processes or machines by method or by
-    strategy: each (method, strategy) cell measured in exactly one of them, a method's λ and full merge equal."""
+def run_seeds(settings: dict, strategy: str, runs: list[dict]) -> list[int]:
+    """Each run's seed: recorded in the run, or (files written before runs recorded it) by run order."""
+    seeds = settings["seeds"][:1] if strategy in DETERMINISTIC else settings["seeds"]
+    return [r.get("seed", seed) for r, seed in zip(runs, seeds)]
+
+
+def merge(paths: list[str], out: Path, console: Console, partial: bool = False) -> int:
+    """One result file from several complete ones, split over processes or machines by method, strategy or
+    seed: a (method, strategy) cell in several files is combined when their seeds differ and its size is the
+    same (never for a strategy without randomness); a method's λ and full merge must be equal everywhere.
+    `partial` also takes unfinished runs: a run saves after each method, so their methods are whole."""
     parts = [json.loads(Path(p).read_text()) for p in paths]
-    keys = ("seeds", "cma_size", "options", "dev", "size", "val_samples", "test_samples", "tasks")
+    keys = ("cma_size", "options", "dev", "size", "val_samples", "test_samples", "tasks")
     for p, part in zip(paths, parts):
-        if not part.get("complete", True):
-            raise SystemExit(f"{p}: an unfinished run (complete: false); merge only finished ones")
+        if not part.get("complete", True) and not partial:
+            raise SystemExit(f"{p}: an unfinished run (complete: false); merge finished ones, or pass --partial "
+                             "to take the methods it finished")
         if any(part["settings"].get(k) != parts[0]["settings"].get(k) for k in keys):
             raise SystemExit(f"{p}: settings differ from {paths[0]}'s; only runs of one protocol can be merged")
     results: dict = {}
@@ -137,11 +147,20 @@ def merge(paths: list[str], out: Path, console: Console) -> int:
             have = results.setdefault(method, {k: v for k, v in cells.items() if k in shared})
             if any(have.get(k) != cells.get(k) for k in shared):
                 raise SystemExit(f"{p}: {method}'s λ or full-merge scores differ from another file's")
-            twice = sorted(set(have) & set(cells) - set(shared))
-            if twice:
-                raise SystemExit(f"{p}: {method} × {', '.join(twice)} measured twice")
-            have.update(cells)
+            for st, cell in ((st, c) for st, c in cells.items() if st not in shared):
+                seeds = run_seeds(part["settings"], st, cell["runs"])
+                runs = [{**r, "seed": seed} for r, seed in zip(cell["runs"], seeds)]
+                old = have.get(st)
+                if old is not None and old["size"] != cell["size"]:
+                    raise SystemExit(f"{p}: {method} × {st} at {cell['size']} here, {old['size']} elsewhere; "
+                                     "merge runs of one size")
+                if old is not None and (st in DETERMINISTIC or {r["seed"] for r in old["runs"]} & set(seeds)):
+                    raise SystemExit(f"{p}: {method} × {st} measured twice (the same seed, or a strategy without "
+                                     "randomness)")
+                runs = sorted(runs + (old["runs"] if old else []), key=lambda r: r["seed"])
+                have[st] = {**cell, "runs": runs, "summary": summarise(runs)}
     settings = {**parts[0]["settings"], "strategies": strategies,
+                "seeds": sorted({seed for part in parts for seed in part["settings"]["seeds"]}),
                 "command": [part["settings"].get("command") for part in parts]}
     finish(results, strategies, settings, out, console, complete=True)
     return 0
@@ -190,10 +209,12 @@ def main() -> int:
     ap.add_argument("--merge", nargs="+", metavar="JSON", help="combine result files of runs split over processes "
                     "or machines (by method or by strategy: each method × strategy in one file) into --out, then "
                     "print the table; runs nothing")
+    ap.add_argument("--partial", action="store_true", help="with --merge: also take unfinished runs (their "
+                    "finished methods)")
     args = ap.parse_args()
     console = Console()
     if args.merge:
-        return merge(args.merge, Path(args.out), console)
+        return merge(args.merge, Path(args.out), console, args.partial)
     strategies, seeds = args.strategies.split(","), [int(s) for s in args.seeds.split(",")]
     if args.quick:
         args.cma_size, args.size = "2x2", "4x2"
@@ -227,7 +248,7 @@ def main() -> int:
         for strategy in strategies:
             pop, gens = size(args.cma_size if strategy == "cma" else args.size)
             runs = []
-            for seed in (seeds if strategy not in ("greedy",) else seeds[:1]):  # greedy has no randomness
+            for seed in (seeds[:1] if strategy in DETERMINISTIC else seeds):
                 mcfg = demo_config(Path(cfg.base), data_dir, tasks, experts_dir, s, method, {"lam": lam, **extra})
                 options = json.loads(args.options) if strategy == "fast" else {}
                 mcfg.search = mcfg.search.model_copy(update={"strategy": strategy, "seed": seed, "popsize": pop,
@@ -237,7 +258,7 @@ def main() -> int:
                 report, r = run_one(ws, mcfg, expert, base, Path(args.runs) / method / f"{strategy}-{seed}", console)
                 base = {split: getattr(report.base, split).raw for split in ("val", "test")}  # scored once
                 results[method]["base"] = {sp: getattr(report.base, sp).mean_normalized for sp in ("val", "test")}
-                runs.append(r)
+                runs.append({**r, "seed": seed})
                 console.log(f"{method} {strategy} seed {seed}: test Δ {r['test_delta']:+.2f}, val Δ "
                             f"{r['val_delta']:+.2f}, {r['layer_examples']:.3g} layer-examples, {r['pruned']} pruned, "
                             f"{r['seconds']:.0f} s {r['decision'] or ''}")

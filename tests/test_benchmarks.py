@@ -71,6 +71,27 @@ def test_quality_benchmark_synthetic(tmp_path):
     assert merged["mean_over"] == {st: ["ta", "ties"] for st in ("cma", "fast", "greedy")}
     with pytest.raises(AssertionError, match="measured twice"):  # the same cell twice is refused
         run_bench("quality.py", "--merge", by_strategy[0], by_strategy[0], "--out", tmp_path / "x.json", cwd=tmp_path)
+    seed2 = json.loads(out.read_text())  # the same protocol at seed 2 (scores shifted to tell the runs apart)
+    seed2["settings"]["seeds"] = [2]
+    for cells in seed2["methods"].values():
+        for r in (r for st in ("cma", "fast", "greedy") for r in cells[st]["runs"]):
+            r.update(seed=2, test_delta=r["test_delta"] + 1.0)
+    with pytest.raises(AssertionError, match="measured twice"):  # greedy has no randomness: one run per method
+        (tmp_path / "seed2.json").write_text(json.dumps(seed2))
+        run_bench("quality.py", "--merge", out, tmp_path / "seed2.json", "--out", tmp_path / "x.json", cwd=tmp_path)
+    for cells in seed2["methods"].values():
+        del cells["greedy"]
+    seed2["complete"] = False  # as a run stopped after its last finished method left it
+    (tmp_path / "seed2.json").write_text(json.dumps(seed2))
+    with pytest.raises(AssertionError, match="unfinished run"):
+        run_bench("quality.py", "--merge", out, tmp_path / "seed2.json", "--out", tmp_path / "x.json", cwd=tmp_path)
+    run_bench("quality.py", "--merge", out, tmp_path / "seed2.json", "--partial", "--out", tmp_path / "by-seed.json",
+              cwd=tmp_path)
+    merged = json.loads((tmp_path / "by-seed.json").read_text())
+    fast, fast1 = merged["methods"]["ta"]["fast"], result["methods"]["ta"]["fast"]
+    assert merged["settings"]["seeds"] == [1, 2] and [r["seed"] for r in fast["runs"]] == [1, 2]
+    assert fast["summary"]["test_delta"]["mean"] == pytest.approx(fast1["summary"]["test_delta"]["mean"] + 0.5)
+    assert merged["methods"]["ta"]["greedy"] == result["methods"]["ta"]["greedy"]
 
 
 def test_scale_benchmark_quick(tmp_path):
