@@ -119,10 +119,14 @@ def finish(results: dict, strategies: list[str], settings: dict, out: Path, cons
     plot(results, strategies, out.with_suffix(".png"))
 
 
+def strategy_seeds(strategy: str, seeds: list[int]) -> list[int]:
+    """The seeds a strategy runs with: all of them, or the first alone for one without randomness."""
+    return seeds[:1] if strategy in DETERMINISTIC else seeds
+
+
 def run_seeds(settings: dict, strategy: str, runs: list[dict]) -> list[int]:
     """Each run's seed: recorded in the run, or (files written before runs recorded it) by run order."""
-    seeds = settings["seeds"][:1] if strategy in DETERMINISTIC else settings["seeds"]
-    return [r.get("seed", seed) for r, seed in zip(runs, seeds)]
+    return [r.get("seed", seed) for r, seed in zip(runs, strategy_seeds(strategy, settings["seeds"]))]
 
 
 def merge(paths: list[str], out: Path, console: Console, partial: bool = False) -> int:
@@ -207,8 +211,8 @@ def main() -> int:
     ap.add_argument("--runs", default="runs/quality")
     ap.add_argument("--out", default="benchmarks/results/quality.json")
     ap.add_argument("--merge", nargs="+", metavar="JSON", help="combine result files of runs split over processes "
-                    "or machines (by method or by strategy: each method × strategy in one file) into --out, then "
-                    "print the table; runs nothing")
+                    "or machines (by method, strategy or seed; a method × strategy cell in several files only "
+                    "with other seeds) into --out, then print the table; runs nothing")
     ap.add_argument("--partial", action="store_true", help="with --merge: also take unfinished runs (their "
                     "finished methods)")
     args = ap.parse_args()
@@ -248,7 +252,7 @@ def main() -> int:
         for strategy in strategies:
             pop, gens = size(args.cma_size if strategy == "cma" else args.size)
             runs = []
-            for seed in (seeds[:1] if strategy in DETERMINISTIC else seeds):
+            for seed in strategy_seeds(strategy, seeds):
                 mcfg = demo_config(Path(cfg.base), data_dir, tasks, experts_dir, s, method, {"lam": lam, **extra})
                 options = json.loads(args.options) if strategy == "fast" else {}
                 mcfg.search = mcfg.search.model_copy(update={"strategy": strategy, "seed": seed, "popsize": pop,

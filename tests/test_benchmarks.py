@@ -76,8 +76,8 @@ def test_quality_benchmark_synthetic(tmp_path):
     for cells in seed2["methods"].values():
         for r in (r for st in ("cma", "fast", "greedy") for r in cells[st]["runs"]):
             r.update(seed=2, test_delta=r["test_delta"] + 1.0)
+    (tmp_path / "seed2.json").write_text(json.dumps(seed2))
     with pytest.raises(AssertionError, match="measured twice"):  # greedy has no randomness: one run per method
-        (tmp_path / "seed2.json").write_text(json.dumps(seed2))
         run_bench("quality.py", "--merge", out, tmp_path / "seed2.json", "--out", tmp_path / "x.json", cwd=tmp_path)
     for cells in seed2["methods"].values():
         del cells["greedy"]
