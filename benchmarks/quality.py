@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tempfile
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -224,8 +223,7 @@ def main() -> int:
         args.cma_size, args.size = "2x2", "4x2"
     s = DemoSettings(val_samples=args.val_samples, test_samples=args.test_samples, random_repeats=0)
     if args.synthetic:  # the same demo-style configs, over synthetic files laid out like the demo cache
-        tmp = tempfile.TemporaryDirectory(prefix="enmp-bench-quality-")  # removed when main returns
-        root = Path(tmp.name)
+        root = Path(args.runs) / "synthetic-data"  # kept beside the runs: their configs point into it
         syn, _ = synthetic_setup(root, **QUICK)
         data_dir, experts_dir = root / "data", root
         tasks = [SimpleNamespace(name=t.name, pair=False) for t in syn.tasks]

@@ -94,6 +94,38 @@ def test_quality_benchmark_synthetic(tmp_path):
     assert merged["methods"]["ta"]["greedy"] == result["methods"]["ta"]["greedy"]
 
 
+def test_final_choice_benchmark_replays_a_fast_run(tmp_path):
+    """Replaying a run with its own final options reproduces it; other variants run the same way."""
+    runs = tmp_path / "runs"
+    run_bench("quality.py", "--synthetic", "--quick", "--methods", "ta", "--strategies", "fast", "--seeds", 1,
+              "--runs", runs, "--out", tmp_path / "quality.json", cwd=tmp_path)
+    variants = {"best": {}, "consensus": {"final": "consensus", "voters": 5}}
+    run_bench("final_choice.py", runs, "--variants", json.dumps(variants), "--out", tmp_path / "fc.json", cwd=tmp_path)
+    result = json.loads((tmp_path / "fc.json").read_text())
+    original = json.loads((tmp_path / "quality.json").read_text())["methods"]["ta"]["fast"]["runs"][0]
+    (replayed,) = result["runs"].values()
+    assert set(replayed) == {*variants, "as_run"} and replayed["best"]["test_delta"] == original["test_delta"]
+    assert replayed["as_run"]["test_delta"] == original["test_delta"]
+    assert replayed["best"]["decision"] == original["decision"]
+
+
+def test_final_choice_cuts_only_a_held_out_round(tmp_path):
+    sys.path.insert(0, str(BENCH))
+    from final_choice import cut_final_round
+
+    from enmp.engine.journal import Journal
+
+    j = Journal(tmp_path)
+    j.start()
+    row = {"keep": "11;11", "n_pruned": 0, "cached": False, "fitness": 50.0, "error": None}
+    for gen, folds in ((1, [0, 1]), (2, [6, 7])):  # a racing round, then the held-out one
+        j.append([{**row, "generation": gen, "folds": folds}], {"generation": gen, "elapsed": float(gen)})
+    assert cut_final_round(tmp_path, (6, 7))
+    cut = Journal.load(tmp_path)
+    assert cut.generation == 1 and [e["generation"] for e in cut.evaluations] == [1] and cut.seconds == 1.0
+    assert not cut_final_round(tmp_path, (6, 7))  # a run that ended racing has nothing to cut
+
+
 def test_scale_benchmark_quick(tmp_path):
     out = tmp_path / "scale.json"
     run_bench("scale.py", "--quick", "--out", out, cwd=tmp_path, timeout=240)

@@ -12,6 +12,8 @@ import pytest
 
 from enmp.errors import EnmpError
 from enmp.search import get_strategy
+from enmp.masking import keep_from_str, keep_to_str
+from enmp.search.final_choice import consensus_mask, final_contenders, surrogate_mask
 from enmp.search.racing import paired_margin, pooled_fitness
 
 SHAPE = (4, 5)
@@ -125,6 +127,9 @@ def test_same_seed_same_rounds_and_replay_reproduces_them():
     ({"patience": 0}, "patience must be an integer ≥ 1"),
     ({"probe": "yes"}, "probe must be true or false"),
     ({"speed": 2}, "has no option"),
+    ({"final": "vote"}, "final must be one of best, consensus, surrogate, union"),
+    ({"voters": 0}, "voters must be an integer ≥ 1"),
+    ({"confirm_z": -0.5}, "confirm_z must be a finite number ≥ 0"),
 ])
 def test_bad_options_are_one_clear_error(options, match):
     with pytest.raises(EnmpError, match=match):
@@ -164,3 +169,63 @@ def test_start_pruned_null_keeps_cmas_start_and_bad_values_are_rejected():
     for bad in (0, -1, "2", float("nan")):
         with pytest.raises(EnmpError, match="search.options.start_pruned"):
             make(start_pruned=bad)
+
+
+# ---------------------------------------------------------------------- the final choice
+def _keep(*pruned) -> str:
+    keep = np.ones(SHAPE, dtype=bool)
+    for i in pruned:
+        keep.ravel()[i] = False
+    return keep_to_str(keep)
+
+
+def test_consensus_prunes_what_most_of_the_top_masks_prune():
+    top = [_keep(1, 13, 4), _keep(1, 13), _keep(1, 7)]
+    assert consensus_mask(top) == _keep(1, 13)  # 4 and 7 are each in one mask of three
+    assert consensus_mask([_keep(1), _keep(2)]) == _keep()  # nothing in more than half
+
+
+def test_surrogate_finds_the_negative_modules_from_every_scored_mask():
+    scores, rng = oracle(NEG), np.random.default_rng(0)
+    full = keep_to_str(np.ones(SHAPE, dtype=bool))
+    masks = [full] + [keep_to_str(rng.random(SHAPE) > 0.2) for _ in range(60)]
+    by_mask = {k: scores(keep_from_str(k), (0, 1, 2)) for k in masks}
+    found = ~keep_from_str(surrogate_mask(by_mask, full, (0, 1, 2), n_prune=4))
+    assert (found == NEG).all()  # both negative modules, and no more although four were allowed
+    assert surrogate_mask({full: by_mask[full]}, full, (0, 1, 2), 4) == full  # nothing to learn from
+
+
+def test_final_contenders_never_offer_the_full_merge_or_worse_masks():
+    full, good, bad = _keep(), _keep(1), _keep(2)
+    fitness = {full: 50.0, good: 51.0, bad: 49.0}
+    assert final_contenders("best", fitness, {}, full, (0,), 3, 8) == [good]
+    assert final_contenders("consensus", fitness, {}, full, (0,), 3, 8) == [good]
+    assert final_contenders("best", {full: 50.0, bad: 49.0}, {}, full, (0,), 3, 8) == []
+    assert final_contenders("consensus", {full: 50.0, good: 51.0, _keep(3): 50.5}, {}, full, (0,), 3, 2) == []
+
+
+def test_union_puts_every_kind_of_contender_to_the_check_once():
+    scores = oracle(NEG)
+    full = _keep()
+    masks = [full, _keep(1, 13), _keep(1, 13, 4), _keep(1, 7), _keep(2)]
+    by_mask = {k: scores(keep_from_str(k), (0, 1, 2)) for k in masks}
+    fitness = {k: pooled_fitness(v, (0, 1, 2)) for k, v in by_mask.items()}
+    union = final_contenders("union", fitness, by_mask, full, (0, 1, 2), 2, 3)
+    parts = [final_contenders(rule, fitness, by_mask, full, (0, 1, 2), 2, 3) for rule in ("best", "consensus",
+                                                                                          "surrogate")]
+    assert union == list(dict.fromkeys(k for part in parts for k in part)) and len(union) == len(set(union))
+    assert parts[1] == [_keep(1, 13)] and full not in union
+
+
+@pytest.mark.parametrize("final", ["consensus", "surrogate", "union"])
+def test_every_final_choice_keeps_only_negative_modules(final):
+    s = make(final=final)
+    drive(s, oracle(NEG))
+    kept = s.final_mask(full_fitness=0.0)
+    assert (~kept & NEG).sum() >= 1 and (~kept & ~NEG).sum() == 0 and s.decision.startswith("kept the found mask")
+
+
+def test_confirm_z_demands_a_margin_in_standard_errors():
+    s = make(confirm_z=50.0)  # no real gain is fifty standard errors on two folds
+    drive(s, oracle(NEG))
+    assert s.final_mask(full_fitness=0.0).all() and s.decision.startswith("returned the full merge")

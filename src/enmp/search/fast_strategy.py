@@ -18,8 +18,9 @@ scored and chosen:
   while its upper confidence bound (paired, per example) over the incumbent is above zero, so most
   candidates cost a fraction of the data; CMA-ES is told each candidate's paired estimate;
 * early stop after `patience` generations without a new incumbent;
-* final choice: the `contenders` best masks (by the search folds) are scored on the held-out folds
-  against the full merge; the best of them is returned only if it beats the full merge there, else the
+* final choice: the masks `final` names (`final_choice`: the `contenders` best by the search folds, the
+  consensus of the `voters` best, a surrogate's, or all of them) are scored on the held-out folds against the full merge; the best of
+  them is returned only if it beats the full merge there by more than `confirm_z` standard errors, else the
   full merge is returned (and the report says so).
 """
 
@@ -29,19 +30,21 @@ import math
 import numbers
 from statistics import NormalDist
 
-import cma
 import numpy as np
 
 from ..errors import EnmpError
 from ..masking import decode, keep_from_str, keep_to_str
 from .base import Candidate, Strategy, check_int, register
 from .cma_strategy import FAILED_PENALTY, evolution_strategy, positive_float
+from .final_choice import FINAL_CHOICES, final_contenders
 from .racing import FoldScores, paired_margin, pooled_fitness
 
-# stages, race_z, probe and start_pruned were chosen on a development split of the demo tasks' validation
-# data (every third validation example held out; `benchmarks/quality.py --dev`), never on their test split.
+# stages, race_z, probe, start_pruned and final (with voters) were chosen on a development split of the demo
+# tasks' validation data (every third validation example held out; `benchmarks/quality.py --dev`, replayed
+# under each final choice by `benchmarks/final_choice.py`), never on their test split.
 DEFAULTS = {"sigma0": 0.5, "folds": 8, "confirm_folds": 2, "stages": 2, "race_z": 2.0, "patience": 4,
-            "probe": False, "probe_limit": 512, "contenders": 3, "start_pruned": 2.0}
+            "probe": False, "probe_limit": 512, "contenders": 3, "start_pruned": 2.0, "final": "union",
+            "voters": 8, "confirm_z": 0.0}
 
 
 def calibrated_mean0(expected_pruned: float, n_modules: int, sigma0: float) -> float:
@@ -81,6 +84,12 @@ class FastStrategy(Strategy):
         self.race_z = _nonneg_float(o["race_z"], "search.options.race_z")
         self.patience = check_int(o["patience"], "patience", 1, where="search.options.patience")
         self.contenders = check_int(o["contenders"], "contenders", 1, where="search.options.contenders")
+        if not isinstance(o["final"], str) or o["final"] not in FINAL_CHOICES:
+            raise EnmpError(f"final must be one of {', '.join(FINAL_CHOICES)}, got {o['final']!r}",
+                            where="search.options.final", fix="write final: " + " or final: ".join(FINAL_CHOICES))
+        self.final_rule = o["final"]
+        self.voters = check_int(o["voters"], "voters", 1, where="search.options.voters")
+        self.confirm_z = _nonneg_float(o["confirm_z"], "search.options.confirm_z")
         probe_limit = check_int(o["probe_limit"], "probe_limit", 0, where="search.options.probe_limit")
         if not isinstance(o["probe"], bool):
             raise EnmpError(f"probe must be true or false, got {o['probe']!r}", where="search.options.probe",
@@ -203,13 +212,14 @@ class FastStrategy(Strategy):
         best, best_margin = None, 0.0
         for cand, fit in zip(cands[1:], fits[1:]):
             if np.isfinite(fit):
-                margin, _ = paired_margin(self.scores[keep_to_str(cand.mask)], full, self.confirm_folds)
-                if margin > best_margin:
+                margin, se = paired_margin(self.scores[keep_to_str(cand.mask)], full, self.confirm_folds)
+                if margin > max(best_margin, self.confirm_z * se):
                     best, best_margin = cand.mask, margin
         if best is None:
             self._finish(None, "no contender beat the full merge on the held-out folds")
         else:
-            self._finish(best, f"the best contender beat the full merge on the held-out folds by {best_margin:.2f}")
+            self._finish(best, f"{FINAL_CHOICES[self.final_rule]} beat the full merge on the held-out folds by "
+                               f"{best_margin:.2f}")
 
     # ------------------------------------------------------------------ helpers
     def _set_incumbent(self, key: str) -> None:
@@ -219,9 +229,8 @@ class FastStrategy(Strategy):
         self.best_fitness = self.full_fitness[key]
 
     def _contenders(self) -> list[str]:
-        full = keep_to_str(self._full())
-        better = [k for k, f in self.full_fitness.items() if k != full and f > self.full_fitness[full]]
-        return sorted(better, key=lambda k: -self.full_fitness[k])[: self.contenders]
+        return final_contenders(self.final_rule, self.full_fitness, self.scores, keep_to_str(self._full()),
+                                self.blocks[0], self.contenders, self.voters)
 
     def _finish(self, mask: np.ndarray | None, why: str) -> None:
         self._final = None if mask is None else mask.copy()
