@@ -29,8 +29,9 @@ from rich.table import Table
 
 from enmp.atomic_files import atomic_write_json
 from enmp.config import load_config
-from enmp.engine.journal import LOGS, Journal
+from enmp.engine.journal import Journal
 from enmp.engine.run import SearchRun, make_strategy
+from enmp.engine.run_report import RunReport
 from enmp.engine.workspace import build_workspace
 
 FINAL_OPTIONS = {"final", "contenders", "voters", "confirm_z"}
@@ -45,15 +46,7 @@ def cut_final_round(run_dir: Path, confirm_folds: tuple[int, ...]) -> bool:
     last = [e for e in j.evaluations if e["generation"] == j.generation]
     if not last or any(tuple(e.get("folds", ())) != confirm_folds for e in last):
         return False  # ended without a held-out round (no mask beat the full merge on the search folds)
-    j.evaluations = [e for e in j.evaluations if e["generation"] < j.generation]
-    j.history = j.history[:-1]
-    j.generation -= 1
-    j.seconds = j.history[-1]["elapsed"] if j.history else 0.0
-    for key, name in LOGS.items():
-        data = "".join(json.dumps(r) + "\n" for r in getattr(j, key)).encode("utf-8")
-        (run_dir / name).write_bytes(data)
-        j.sizes[key] = len(data)
-    j.commit()
+    j.rewind(j.generation - 1)
     return True
 
 
@@ -76,9 +69,8 @@ def replay(run_dir: Path, options: dict, ws_cache: dict, console: Console) -> di
         shutil.copytree(run_dir, copy, ignore=shutil.ignore_patterns("model", "adapter", "*.png"))
         cut_final_round(copy, confirm)
         report = SearchRun(cfg, copy, resume=True, console=console, workspace=ws, show_progress=False).run()
-    return {"test_delta": report.enmp.test.mean_normalized - report.base.test.mean_normalized,
-            "val_delta": report.enmp.val.mean_normalized - report.base.val.mean_normalized,
-            "pruned": len(report.pruned), "decision": report.decision}
+    return {"test_delta": report.gain("test"), "val_delta": report.gain("val"), "pruned": len(report.pruned),
+            "decision": report.decision}
 
 
 def run_dirs(paths: list[str]) -> list[Path]:
@@ -105,9 +97,8 @@ def main() -> int:
     for d in run_dirs(args.runs):
         results[str(d)] = {name: replay(d, opts, ws_cache, console) for name, opts in variants.items()}
         if (d / "report.json").is_file():  # what the run itself ended with: a check on the replays
-            rep = json.loads((d / "report.json").read_text())
-            results[str(d)]["as_run"] = {"test_delta": rep["enmp"]["test"]["mean_normalized"]
-                                         - rep["base"]["test"]["mean_normalized"], "pruned": len(rep["pruned"])}
+            report = RunReport.load(d)
+            results[str(d)]["as_run"] = {"test_delta": report.gain("test"), "pruned": len(report.pruned)}
         console.log(f"{d}: " + ", ".join(f"{n} {r['test_delta']:+.2f}" for n, r in results[str(d)].items()))
     summary = {}
     for name in variants:  # (as_run is a check, not a variant: it is left out of the summary)

@@ -40,8 +40,7 @@ def run_one(ws, cfg, expert, base, run_dir: Path, console: Console) -> dict:
     t = time.perf_counter()
     report = SearchRun(cfg, run_dir, overwrite=True, console=console, workspace=ws, expert=expert,
                        base=base, show_progress=False).run()
-    return report, {"test_delta": report.enmp.test.mean_normalized - report.base.test.mean_normalized,
-            "val_delta": report.enmp.val.mean_normalized - report.base.val.mean_normalized,
+    return report, {"test_delta": report.gain("test"), "val_delta": report.gain("val"),
             "examples": report.cost["examples"], "layer_examples": report.cost["layer_examples"],
             "pruned": len(report.pruned), "evaluations": report.evaluations, "decision": report.decision,
             "seconds": time.perf_counter() - t}

@@ -123,6 +123,7 @@ def test_final_choice_cuts_only_a_held_out_round(tmp_path):
     assert cut_final_round(tmp_path, (6, 7))
     cut = Journal.load(tmp_path)
     assert cut.generation == 1 and [e["generation"] for e in cut.evaluations] == [1] and cut.seconds == 1.0
+    assert [len((tmp_path / f).read_text().splitlines()) for f in ("evaluations.jsonl", "history.jsonl")] == [1, 1]
     assert not cut_final_round(tmp_path, (6, 7))  # a run that ended racing has nothing to cut
 
 

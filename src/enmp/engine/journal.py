@@ -66,6 +66,18 @@ class Journal:
             "format": FORMAT, "generation": self.generation, "seconds": self.seconds, "expert": self.expert,
             "base": self.base, "logs": {k: {"bytes": self.sizes[k], "lines": len(getattr(self, k))} for k in LOGS}})
 
+    def rewind(self, generation: int) -> None:
+        """Forget every round after `generation`: commit the logs' prefix up to it, so that loading cuts off
+        the rest as it cuts off an uncommitted tail."""
+        kept = {"evaluations": sum(e["generation"] <= generation for e in self.evaluations), "history": generation}
+        for key, name in LOGS.items():
+            with open(self.run_dir / name, "rb") as fh:
+                self.sizes[key] = sum(map(len, fh.read().splitlines(keepends=True)[: kept[key]]))
+            setattr(self, key, getattr(self, key)[: kept[key]])
+        self.generation = generation
+        self.seconds = self.history[-1]["elapsed"] if self.history else 0.0
+        self.commit()
+
     def mismatch(self, generation: int, what: str) -> EnmpError:
         """The journal and a replay of the rebuilt strategy disagree: edited, or from another version."""
         return EnmpError(f"the journal disagrees with a replay of the search at generation {generation} ({what})",

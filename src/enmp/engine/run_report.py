@@ -61,6 +61,10 @@ class RunReport(_Model):
     greedy: Optional[Baseline] = None
     decision: Optional[str] = None  # how the strategy chose its answer, when it says (e.g. `fast`'s final check)
 
+    def gain(self, split: str) -> float:
+        """The found mask's mean normalized accuracy on `split` minus the full merge's."""
+        return getattr(self.enmp, split).mean_normalized - getattr(self.base, split).mean_normalized
+
     def save(self, path: Path) -> None:
         atomic_write_json(path, self.model_dump(mode="json", exclude_none=True))
 

@@ -19,9 +19,9 @@ scored and chosen:
   candidates cost a fraction of the data; CMA-ES is told each candidate's paired estimate;
 * early stop after `patience` generations without a new incumbent;
 * final choice: the masks `final` names (`final_choice`: the `contenders` best by the search folds, the
-  consensus of the `voters` best, a surrogate's, or all of them) are scored on the held-out folds against the full merge; the best of
-  them is returned only if it beats the full merge there by more than `confirm_z` standard errors, else the
-  full merge is returned (and the report says so).
+  consensus of the `voters` best, a surrogate's, or all of them) are scored on the held-out folds against
+  the full merge; the best of them is returned only if it beats the full merge there by more than
+  `confirm_z` standard errors, else the full merge is returned (and the report says so).
 """
 
 from __future__ import annotations
