@@ -8,8 +8,7 @@ the test Δ over the full merge per run, their mean and how many were negative; 
 
 Choose variants on runs of `benchmarks/quality.py --dev` (its "test" is a third of validation); report
 them on the real protocol's runs. The variants must not change racing options (the journal would not
-replay): only `final`, `contenders`, `voters`, `confirm_z` and `confirm_metric` (the held-out round is
-re-scored by the current code, so it records gold log-probabilities even for runs journaled without them).
+replay): only `final`, `contenders`, `voters` and `confirm_z`.
 
 Usage: python benchmarks/final_choice.py RUN_DIR... [--variants JSON] --out results.json
   (RUN_DIR: a finished `fast` run, e.g. runs/quality/ta/fast-1; a folder of such runs is searched)
@@ -35,12 +34,10 @@ from enmp.engine.run import SearchRun, make_strategy
 from enmp.engine.run_report import RunReport
 from enmp.engine.workspace import build_workspace
 
-FINAL_OPTIONS = {"final", "contenders", "voters", "confirm_z", "confirm_metric"}
+FINAL_OPTIONS = {"final", "contenders", "voters", "confirm_z"}
 DEFAULT_VARIANTS = {"best": {"final": "best"}, "consensus3": {"final": "consensus", "voters": 3},
                     "consensus8": {"final": "consensus", "voters": 8}, "surrogate": {"final": "surrogate"},
-                    "union": {"final": "union"}, "best_z1": {"final": "best", "confirm_z": 1.0},
-                    "union_log_prob": {"final": "union", "confirm_metric": "log_prob"},
-                    "union_both": {"final": "union", "confirm_metric": "both"}}
+                    "union": {"final": "union"}, "best_z1": {"final": "best", "confirm_z": 1.0}}
 
 
 def cut_final_round(run_dir: Path, confirm_folds: tuple[int, ...]) -> bool:

@@ -99,7 +99,7 @@ def test_final_choice_benchmark_replays_a_fast_run(tmp_path):
     runs = tmp_path / "runs"
     run_bench("quality.py", "--synthetic", "--quick", "--methods", "ta", "--strategies", "fast", "--seeds", 1,
               "--runs", runs, "--out", tmp_path / "quality.json", cwd=tmp_path)
-    variants = {"best": {}, "consensus": {"final": "consensus", "voters": 5}, "both": {"confirm_metric": "both"}}
+    variants = {"best": {}, "consensus": {"final": "consensus", "voters": 5}}
     run_bench("final_choice.py", runs, "--variants", json.dumps(variants), "--out", tmp_path / "fc.json", cwd=tmp_path)
     result = json.loads((tmp_path / "fc.json").read_text())
     original = json.loads((tmp_path / "quality.json").read_text())["methods"]["ta"]["fast"]["runs"][0]
@@ -107,9 +107,6 @@ def test_final_choice_benchmark_replays_a_fast_run(tmp_path):
     assert set(replayed) == {*variants, "as_run"} and replayed["best"]["test_delta"] == original["test_delta"]
     assert replayed["as_run"]["test_delta"] == original["test_delta"]
     assert replayed["best"]["decision"] == original["decision"]
-    # the held-out round is re-scored, so a check by log-probabilities can run on any finished run
-    assert "log-probability" in replayed["both"]["decision"] or replayed["both"]["decision"].startswith(
-        "returned the full merge: no mask beat")
 
 
 def test_final_choice_cuts_only_a_held_out_round(tmp_path):

@@ -180,19 +180,3 @@ def test_prefix_cache_is_exact_and_skips_layers(tmp_path, family):
     assert fast.prefix_cache().layers_skipped > 0
     a.patcher.restore()
     b.patcher.restore()
-
-
-@pytest.mark.parametrize("family", ["bert", "llama", "clip"])
-def test_judge_gives_right_wrong_and_the_gold_log_probability(tmp_path, family):
-    """Per example, in batch order: right/wrong as `correct` says, and log softmax(class scores)[gold]."""
-    from enmp.evaluation import correct, judge
-
-    ws = build_workspace(load_config(make_run(tmp_path, family, n_tasks=2, n_val=12, n_test=8)))
-    task, data = ws.tasks[0], ws.splits["val"][0]
-    right, gold = judge(task, ws.model, data)
-    with torch.inference_mode():
-        scores = torch.cat([task.class_scores(ws.model, b).float() for b in data.batches])
-    labels = torch.cat(data.labels)
-    assert torch.equal(right, correct(task, ws.model, data)) and torch.equal(right, scores.argmax(-1) == labels)
-    assert torch.allclose(gold, torch.log_softmax(scores, -1)[torch.arange(len(labels)), labels])
-    assert (gold <= 0).all() and (gold[right] >= -np.log(scores.shape[1]) - 1e-6).all()

@@ -38,28 +38,16 @@ def oracle(neg: np.ndarray, seed: int = 0):
     return scores
 
 
-def drive(s, scores, log_probs=None):
-    """Run like the engine does: each candidate scored on the folds it asks for (`log_probs`: an oracle of
-    per-example gold log-probabilities, as the engine records them, or None as in an old journal)."""
+def drive(s, scores):
+    """Run like the engine does: each candidate scored on the folds it asks for."""
     rounds = []
     while not s.done:
         cands = s.ask()
         fs = [scores(c.mask, c.folds) for c in cands]
         fits = [pooled_fitness(f, c.folds) for f, c in zip(fs, cands)]
-        s.tell(cands, fits, fs, None if log_probs is None else [log_probs(c.mask, c.folds) for c in cands])
+        s.tell(cands, fits, fs)
         rounds.append(cands)
     return rounds
-
-
-def log_prob_oracle(scores, per_pruned: float = 0.0):
-    """Gold log-probabilities that follow right/wrong (log 0.8 / log 0.3), shifted by `per_pruned` per pruned
-    module: pruning makes every prediction that much more (or less) confident in the gold class."""
-    def log_probs(mask: np.ndarray, folds) -> dict:
-        shift = per_pruned * int((~mask).sum())
-        return {f: [np.where(s > 0, np.log(0.8), np.log(0.3)) + shift for s in per_task]
-                for f, per_task in scores(mask, folds).items()}
-
-    return log_probs
 
 
 def make(**kw):
@@ -142,7 +130,6 @@ def test_same_seed_same_rounds_and_replay_reproduces_them():
     ({"final": "vote"}, "final must be one of best, consensus, surrogate, union"),
     ({"voters": 0}, "voters must be an integer ≥ 1"),
     ({"confirm_z": -0.5}, "confirm_z must be a finite number ≥ 0"),
-    ({"confirm_metric": "f1"}, "confirm_metric must be one of accuracy, log_prob, both"),
 ])
 def test_bad_options_are_one_clear_error(options, match):
     with pytest.raises(EnmpError, match=match):
@@ -240,32 +227,5 @@ def test_every_final_choice_keeps_only_negative_modules(final):
 
 def test_confirm_z_demands_a_margin_in_standard_errors():
     s = make(confirm_z=50.0)  # no real gain is fifty standard errors on two folds
-    drive(s, oracle(NEG))
-    assert s.final_mask(full_fitness=0.0).all() and s.decision.startswith("returned the full merge")
-
-
-@pytest.mark.parametrize("metric", ["log_prob", "both"])
-def test_confirm_metric_keeps_a_gain_that_log_probabilities_confirm(metric):
-    scores = oracle(NEG)
-    s = make(confirm_metric=metric)
-    drive(s, scores, log_prob_oracle(scores))
-    kept = s.final_mask(full_fitness=0.0)
-    assert (~kept & NEG).sum() >= 1 and (~kept & ~NEG).sum() == 0
-    assert s.decision.startswith("kept the found mask") and "log-probability" in s.decision
-
-
-@pytest.mark.parametrize("metric, keeps", [("accuracy", True), ("log_prob", False), ("both", False)])
-def test_confirm_metric_decides_what_the_held_out_check_demands(metric, keeps):
-    """Pruning here wins on accuracy but costs every example gold log-probability: only `accuracy` keeps it."""
-    scores = oracle(NEG)
-    s = make(confirm_metric=metric)
-    drive(s, scores, log_prob_oracle(scores, per_pruned=-0.5))
-    assert s.final_mask(full_fitness=0.0).all() != keeps
-    assert s.decision.startswith("kept the found mask" if keeps else "returned the full merge")
-
-
-def test_confirm_metric_without_recorded_log_probabilities_returns_the_full_merge():
-    """A journal from before log-probabilities were recorded cannot confirm by them: nothing is kept."""
-    s = make(confirm_metric="log_prob")
     drive(s, oracle(NEG))
     assert s.final_mask(full_fitness=0.0).all() and s.decision.startswith("returned the full merge")

@@ -38,15 +38,10 @@ class CandidateResult:
     error: Optional[str] = None
     cached: bool = field(default=False, compare=False)
     correct: Optional[dict[str, str]] = None  # fold splits: per task, "1"/"0" per example (racing statistics)
-    log_prob: Optional[dict[str, list[float]]] = None  # fold splits: per task, each example's gold log-probability
 
     def to_json(self) -> dict:
         out = {"scores": self.scores, "fitness": self.fitness, "error": self.error}
-        if self.correct is not None:
-            out["correct"] = self.correct
-        if self.log_prob is not None:
-            out["log_prob"] = self.log_prob
-        return out
+        return out if self.correct is None else {**out, "correct": self.correct}
 
 
 class Job(NamedTuple):
@@ -65,7 +60,6 @@ class JobResult(NamedTuple):
     examples: int = 0  # labelled examples scored
     layer_examples: int = 0  # rows × transformer layers actually computed (prefix-cache hits excluded)
     correct: Optional[str] = None  # fold splits only: "1"/"0" per example, in the split's fixed order
-    log_prob: Optional[tuple[float, ...]] = None  # fold splits only: gold log-probabilities, same order
 
 
 @dataclass
@@ -89,11 +83,10 @@ def combine(outs: Sequence[JobResult]) -> tuple[dict[str, float], Optional[str]]
     return ({} if error is not None else {n: v for o in outs for n, v in o.scores.items()}), error
 
 
-def _per_example(outs: Sequence[JobResult], field: str) -> Optional[dict]:
-    """One candidate's per-example results (`correct` or `log_prob`) by task, or None if any job lacks them."""
-    if any(getattr(o, field) is None or o.error is not None for o in outs):
+def _correct(outs: Sequence[JobResult]) -> Optional[dict[str, str]]:
+    if any(o.correct is None or o.error is not None for o in outs):
         return None
-    return {n: (list(getattr(o, field)) if field == "log_prob" else getattr(o, field)) for o in outs for n in o.scores}
+    return {n: o.correct for o in outs for n in o.scores}
 
 
 class Evaluator(ABC):
@@ -184,14 +177,13 @@ class Evaluator(ABC):
             scores, error = combine(mine)
             self._results[key] = (CandidateResult({}, float("-inf"), error) if error is not None
                                   else CandidateResult(scores, fitness(scores, self.expert[expert_split]),
-                                                       correct=_per_example(mine, "correct"),
-                                                       log_prob=_per_example(mine, "log_prob")))
+                                                       correct=_correct(mine)))
             self.forward_evaluations += 1
         results, fresh = [], set(todo)
         for key in keys:
             hit = self._results[key]
             results.append(CandidateResult(hit.scores, hit.fitness, hit.error, cached=key not in fresh,
-                                           correct=hit.correct, log_prob=hit.log_prob))
+                                           correct=hit.correct))
             fresh.discard(key)
         return results
 

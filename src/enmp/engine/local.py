@@ -12,12 +12,10 @@ from typing import Optional, Sequence
 import numpy as np
 
 from ..errors import NumericalError
-from ..evaluation import judge
+from ..evaluation import correct
 from ..merging import MergeParams
 from .evaluator import Evaluator, Job, JobResult, parent_split
 from .workspace import Workspace
-
-LOG_PROB_DIGITS = 4  # journaled per example: enough to rank candidates, small enough to keep the log short
 
 
 class LocalEvaluator(Evaluator):
@@ -42,24 +40,20 @@ class LocalEvaluator(Evaluator):
             data = self.ws.splits[job.split][job.task]
             prefix = self.ws.prefix_cache() if parent_split(job.split) == "val" else None
             if prefix is None:
-                right, gold = judge(task, self.ws.model, data)
+                right = correct(task, self.ws.model, data)
                 work = data.rows * self.ws.n_layers
             else:
                 prefix.begin(job.split, job.task, self.patcher.layer_signature(len(prefix.layers)))
                 before = prefix.layer_rows
                 try:
-                    right, gold = judge(task, self.ws.model, data, prefix.set_batch)
+                    right = correct(task, self.ws.model, data, prefix.set_batch)
                 except BaseException:
                     prefix.abort()
                     raise
                 prefix.commit()
                 work = prefix.layer_rows - before
             score = 100.0 * int(right.sum()) / max(1, data.n)
-            if job.split == parent_split(job.split):  # a whole split: only its accuracy is kept
-                return JobResult({task.name: score}, None, data.n, work)
-            bits = "".join("1" if v else "0" for v in right.tolist())
-            # rounded here, where they are made, so a resumed search is told exactly what the journal holds
-            return JobResult({task.name: score}, None, data.n, work, bits, tuple(round(v, LOG_PROB_DIGITS)
-                                                                                   for v in gold.tolist()))
+            bits = "".join("1" if v else "0" for v in right.tolist()) if job.split != parent_split(job.split) else None
+            return JobResult({task.name: score}, None, data.n, work, bits)
         except NumericalError as e:
             return JobResult({}, e.line())

@@ -28,13 +28,6 @@ def fold_scores(row: dict, expert: dict[str, float]) -> Optional[FoldScores]:
             for f, bits in row["correct"].items()}
 
 
-def fold_log_probs(row: dict, tasks: Sequence[str]) -> Optional[FoldScores]:
-    """Per fold, per task: each example's gold-class log-probability (None for rows journaled without them)."""
-    if "log_prob" not in row or row["error"] is not None:
-        return None
-    return {int(f): [np.asarray(per_task[t], dtype=float) for t in tasks] for f, per_task in row["log_prob"].items()}
-
-
 def evaluate_round(ev: Evaluator, cands: Sequence[Candidate], generation: int,
                    expert: dict[str, float]) -> list[dict]:
     """Journal rows for `cands`, in their order (whole-split results, or per-fold results pooled)."""
@@ -56,8 +49,6 @@ def evaluate_round(ev: Evaluator, cands: Sequence[Candidate], generation: int,
                "error": error}
         if error is None:
             row["correct"] = {str(f): r.correct for f, r in zip(c.folds, results)}
-            if all(r.log_prob is not None for r in results):
-                row["log_prob"] = {str(f): r.log_prob for f, r in zip(c.folds, results)}
             row["fitness"] = pooled_fitness(fold_scores(row, expert), c.folds)
         rows[i] = row
     return [{"generation": generation, "keep": keep_to_str(c.mask), "n_pruned": int((~c.mask).sum()), **row}
@@ -73,7 +64,6 @@ def logged_results(row: dict, expert: dict[str, float]) -> list[tuple[str, Candi
         scores = row["scores"][str(f)]
         if row["error"] is not None:  # the first failing fold is not known: remember none of them as failed
             continue
-        log_prob = row["log_prob"][str(f)] if "log_prob" in row else None
         out.append((fold_split(f), CandidateResult(scores, fitness(scores, expert), None,
-                                                   correct=row["correct"][str(f)], log_prob=log_prob)))
+                                                   correct=row["correct"][str(f)])))
     return out

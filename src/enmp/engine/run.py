@@ -22,7 +22,7 @@ from .evaluator import CandidateResult, Cost, fold_split
 from .export import merged_deltas, write_adapter, write_model
 from .journal import Journal
 from .local import LocalEvaluator
-from .rounds import evaluate_round, fold_log_probs, fold_scores, logged_results
+from .rounds import evaluate_round, fold_scores, logged_results
 from .run_report import RunReport
 from .workspace import RunInputs, Workspace, build_workspace, load_inputs
 
@@ -147,8 +147,7 @@ class SearchRun:
                         raise j.mismatch(gen, "the candidate masks differ")
                 else:
                     rows = evaluate_round(ev, cands, gen, j.expert["val"])
-                strategy.tell(cands, [r["fitness"] for r in rows], [fold_scores(r, j.expert["val"]) for r in rows],
-                              [fold_log_probs(r, ev.task_names) for r in rows])
+                strategy.tell(cands, [r["fitness"] for r in rows], [fold_scores(r, j.expert["val"]) for r in rows])
                 improved = strategy.best is not None and strategy.best_fitness > best_fit
                 if improved:
                     best_keep, best_fit = strategy.best.mask.copy(), strategy.best_fitness

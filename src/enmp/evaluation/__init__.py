@@ -4,8 +4,8 @@ from .data import Examples, load_examples
 from .heads import Head, load_head
 from .metrics import fitness, normalized, summary
 from .tasks import (CausalLMTask, ClassificationTask, ClipZeroShotTask, PreparedSplit, TaskKind, accuracy,
-                    correct, judge)
+                    correct)
 
 __all__ = ["Examples", "load_examples", "Head", "load_head", "fitness", "normalized", "summary",
            "CausalLMTask", "ClassificationTask", "ClipZeroShotTask", "PreparedSplit", "TaskKind", "accuracy",
-           "correct", "judge"]
+           "correct"]

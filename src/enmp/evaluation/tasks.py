@@ -55,12 +55,8 @@ class TaskKind:
     def prepare(self, ex: Examples, processor: Any, *, batch_size: int, max_length: int) -> PreparedSplit:
         raise NotImplementedError
 
-    def class_scores(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """(examples × classes) scores whose argmax is the prediction (logits or label-word log-likelihoods)."""
-        raise NotImplementedError
-
     def predict(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        return self.class_scores(model, batch).argmax(-1)
+        raise NotImplementedError
 
 
 def _hidden(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -93,7 +89,7 @@ class ClassificationTask(TaskKind):
             labels.append(torch.tensor([ex.labels[i] for i in idx]))
         return PreparedSplit(batches, labels)
 
-    def class_scores(self, model, batch):
+    def predict(self, model, batch):
         h = _hidden(model, batch)
         mask = batch.get("attention_mask")
         if mask is None:
@@ -108,7 +104,7 @@ class ClassificationTask(TaskKind):
             pooled = (h * m).sum(1) / m.sum(1).clamp(min=1)
         logits = self.head.logits(pooled)
         _check_finite(logits, self.name)
-        return logits
+        return logits.argmax(-1)
 
 
 class ClipZeroShotTask(TaskKind):
@@ -135,7 +131,7 @@ class ClipZeroShotTask(TaskKind):
             labels.append(torch.tensor(ex.labels[start:start + batch_size]))
         return PreparedSplit(batches, labels)
 
-    def class_scores(self, model, batch):
+    def predict(self, model, batch):
         out = model(pixel_values=batch["pixel_values"].to(next(model.parameters()).dtype))
         emb = getattr(out, "image_embeds", None)
         if emb is None:
@@ -143,7 +139,7 @@ class ClipZeroShotTask(TaskKind):
         emb = torch.nn.functional.normalize(emb.float(), dim=-1)
         logits = self.head.logits(emb)
         _check_finite(logits, self.name)
-        return logits
+        return logits.argmax(-1)
 
 
 class CausalLMTask(TaskKind):
@@ -192,7 +188,7 @@ class CausalLMTask(TaskKind):
             labels.append(torch.tensor([ex.labels[i] for i in idx]))
         return PreparedSplit(batches, labels)
 
-    def class_scores(self, model, batch):
+    def predict(self, model, batch):
         inputs = {k: v for k, v in batch.items() if not k.startswith("_")}
         logits = model(**inputs).logits.float()
         _check_finite(logits, self.name)
@@ -201,31 +197,20 @@ class CausalLMTask(TaskKind):
         tok_lp = logp.gather(-1, target.unsqueeze(-1)).squeeze(-1)
         pos = torch.arange(target.shape[1], device=target.device).unsqueeze(0)
         span = (pos >= batch["_starts"].unsqueeze(1) - 1) & (pos < batch["_ends"].unsqueeze(1) - 1)
-        return (tok_lp * span).sum(1).view(-1, int(batch["_ncls"]))
-
-
-def judge(task: TaskKind, model: torch.nn.Module, split: PreparedSplit,
-          before_batch: Optional[Callable[[int], None]] = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per example, in batch order (the same order for every candidate): whether it is predicted right
-    (bool) and the log-probability of its gold class under a softmax over the class scores (float32), a
-    smoother measure of the same decision than right/wrong."""
-    right, gold = [], []
-    with torch.inference_mode():
-        for i, (batch, y) in enumerate(zip(split.batches, split.labels)):
-            if before_batch is not None:
-                before_batch(i)
-            scores = task.class_scores(model, batch).float()
-            right.append((scores.argmax(-1) == y).cpu())
-            gold.append(torch.log_softmax(scores, -1).gather(-1, y.unsqueeze(-1)).squeeze(-1).cpu())
-    if not right:
-        return torch.zeros(0, dtype=torch.bool), torch.zeros(0)
-    return torch.cat(right), torch.cat(gold)
+        scores = (tok_lp * span).sum(1).view(-1, int(batch["_ncls"]))
+        return scores.argmax(-1)
 
 
 def correct(task: TaskKind, model: torch.nn.Module, split: PreparedSplit,
             before_batch: Optional[Callable[[int], None]] = None) -> torch.Tensor:
     """Whether each example is predicted right (bool, in batch order: the same order for every candidate)."""
-    return judge(task, model, split, before_batch)[0]
+    out = []
+    with torch.inference_mode():
+        for i, (batch, y) in enumerate(zip(split.batches, split.labels)):
+            if before_batch is not None:
+                before_batch(i)
+            out.append((task.predict(model, batch) == y).cpu())
+    return torch.cat(out) if out else torch.zeros(0, dtype=torch.bool)
 
 
 def accuracy(task: TaskKind, model: torch.nn.Module, split: PreparedSplit,

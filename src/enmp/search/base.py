@@ -142,13 +142,11 @@ class Strategy(ABC):
         return True
 
     def tell(self, cands: Sequence[Candidate], fitnesses: Sequence[float],
-             fold_scores: Sequence[np.ndarray | None] | None = None,
-             fold_log_probs: Sequence[np.ndarray | None] | None = None) -> None:
+             fold_scores: Sequence[np.ndarray | None] | None = None) -> None:
         """Report fitness (higher is better) for the candidates of the last ``ask``, in the same order.
 
-        ``fold_scores`` (for candidates asked with ``folds``): per candidate, per fold and task, each
-        example's normalized accuracy, or None for a failed candidate; ``fold_log_probs`` the same with each
-        example's gold-class log-probability (None where the evaluator did not record them).
+        ``fold_scores`` (for candidates asked with ``folds``): per candidate a (tasks × folds) array of
+        normalized accuracies on those folds, or None for a failed candidate.
         """
         pending = self._pending
         if pending is None:
@@ -165,7 +163,6 @@ class Strategy(ABC):
             if fit > self.best_fitness and self._may_become_best(cand):
                 self.best, self.best_fitness = cand.copy(), float(fit)
         self._fold_scores = list(fold_scores) if fold_scores is not None else [None] * len(pending)
-        self._fold_log_probs = list(fold_log_probs) if fold_log_probs is not None else [None] * len(pending)
         self._tell(pending, fits)
         self._pending = None
         self.generation += 1

@@ -21,9 +21,7 @@ scored and chosen:
 * final choice: the masks `final` names (`final_choice`: the `contenders` best by the search folds, the
   consensus of the `voters` best, a surrogate's, or all of them) are scored on the held-out folds against
   the full merge; the best of them is returned only if it beats the full merge there by more than
-  `confirm_z` standard errors, else the full merge is returned (and the report says so). `confirm_metric`
-  says beats by what: accuracy, the gold class's log-probability (a smoother measure of the same
-  predictions, so a smaller paired standard error on few examples), or both at once.
+  `confirm_z` standard errors, else the full merge is returned (and the report says so).
 """
 
 from __future__ import annotations
@@ -46,10 +44,7 @@ from .racing import FoldScores, paired_margin, pooled_fitness
 # under each final choice by `benchmarks/final_choice.py`), never on their test split.
 DEFAULTS = {"sigma0": 0.5, "folds": 8, "confirm_folds": 2, "stages": 2, "race_z": 2.0, "patience": 4,
             "probe": False, "probe_limit": 512, "contenders": 3, "start_pruned": 2.0, "final": "union",
-            "voters": 8, "confirm_z": 0.0, "confirm_metric": "accuracy"}
-#: confirm_metric → what a contender must beat the full merge by on the held-out folds
-CONFIRM_METRICS = {"accuracy": "accuracy", "log_prob": "gold log-probability",
-                   "both": "accuracy and gold log-probability"}
+            "voters": 8, "confirm_z": 0.0}
 
 
 def calibrated_mean0(expected_pruned: float, n_modules: int, sigma0: float) -> float:
@@ -95,11 +90,6 @@ class FastStrategy(Strategy):
         self.final_rule = o["final"]
         self.voters = check_int(o["voters"], "voters", 1, where="search.options.voters")
         self.confirm_z = _nonneg_float(o["confirm_z"], "search.options.confirm_z")
-        if not isinstance(o["confirm_metric"], str) or o["confirm_metric"] not in CONFIRM_METRICS:
-            raise EnmpError(f"confirm_metric must be one of {', '.join(CONFIRM_METRICS)}, got {o['confirm_metric']!r}",
-                            where="search.options.confirm_metric",
-                            fix="write confirm_metric: " + " or confirm_metric: ".join(CONFIRM_METRICS))
-        self.confirm_metric = o["confirm_metric"]
         probe_limit = check_int(o["probe_limit"], "probe_limit", 0, where="search.options.probe_limit")
         if not isinstance(o["probe"], bool):
             raise EnmpError(f"probe must be true or false, got {o['probe']!r}", where="search.options.probe",
@@ -117,7 +107,6 @@ class FastStrategy(Strategy):
         self.es_generation = self.stage = self.stale = 0
         self.population: list[dict] = []  # this generation: z, mask, per-fold scores, alive
         self.scores: dict[str, FoldScores] = {}  # mask → fold → per-task normalized per-example scores
-        self.log_probs: dict[str, FoldScores] = {}  # mask → fold → per-task per-example gold log-probabilities
         self.full_fitness: dict[str, float] = {}  # masks scored on every search fold → their fitness there
         self.incumbent: str | None = None
         self.decision = ""
@@ -164,11 +153,9 @@ class FastStrategy(Strategy):
 
     # ------------------------------------------------------------------ tell
     def _tell(self, cands: list[Candidate], fits: np.ndarray) -> None:
-        for cand, fit, scores, log_probs in zip(cands, fits, self._fold_scores, self._fold_log_probs):
+        for cand, fit, scores in zip(cands, fits, self._fold_scores):
             if scores is not None and np.isfinite(fit):
                 self.scores.setdefault(keep_to_str(cand.mask), {}).update(scores)
-                if log_probs is not None:
-                    self.log_probs.setdefault(keep_to_str(cand.mask), {}).update(log_probs)
         getattr(self, f"_tell_{self.phase}")(cands, fits)
 
     def _tell_start(self, cands, fits) -> None:
@@ -221,35 +208,18 @@ class FastStrategy(Strategy):
                 self._finish(None, "no mask beat the full merge on the search folds")
 
     def _tell_final(self, cands, fits) -> None:
-        best, best_rank, best_margin = None, -math.inf, 0.0
+        full = self.scores[keep_to_str(self._full())]
+        best, best_margin = None, 0.0
         for cand, fit in zip(cands[1:], fits[1:]):
             if np.isfinite(fit):
-                passed, rank, margin = self._held_out_margin(keep_to_str(cand.mask))
-                if passed and rank > best_rank:
-                    best, best_rank, best_margin = cand.mask, rank, margin
-        by = "" if self.confirm_metric == "accuracy" else f" ({CONFIRM_METRICS[self.confirm_metric]})"
+                margin, se = paired_margin(self.scores[keep_to_str(cand.mask)], full, self.confirm_folds)
+                if margin > max(best_margin, self.confirm_z * se):
+                    best, best_margin = cand.mask, margin
         if best is None:
-            self._finish(None, f"no contender beat the full merge on the held-out folds{by}")
+            self._finish(None, "no contender beat the full merge on the held-out folds")
         else:
             self._finish(best, f"{FINAL_CHOICES[self.final_rule]} beat the full merge on the held-out folds by "
-                               f"{best_margin:.2f}{by}")
-
-    def _held_out_margin(self, key: str) -> tuple[bool, float, float]:
-        """(passes the check, rank among contenders, accuracy margin) of one contender on the held-out folds.
-
-        Accuracy must beat the full merge by more than `confirm_z` standard errors (`accuracy`, `both`), the
-        gold log-probability likewise (`log_prob`) or merely be above it (`both`)."""
-        full = keep_to_str(self._full())
-        acc, acc_se = paired_margin(self.scores[key], self.scores[full], self.confirm_folds)
-        if self.confirm_metric == "accuracy":
-            return acc > self.confirm_z * acc_se, acc, acc
-        held = [k for k in (key, full) if all(f in self.log_probs.get(k, {}) for f in self.confirm_folds)]
-        if len(held) < 2:  # a journal written before log-probabilities were recorded: nothing to confirm with
-            return False, -math.inf, acc
-        lp, lp_se = paired_margin(self.log_probs[key], self.log_probs[full], self.confirm_folds)
-        if self.confirm_metric == "log_prob":
-            return lp > self.confirm_z * lp_se, lp, acc
-        return acc > self.confirm_z * acc_se and lp > 0, acc, acc
+                               f"{best_margin:.2f}")
 
     # ------------------------------------------------------------------ helpers
     def _set_incumbent(self, key: str) -> None:
