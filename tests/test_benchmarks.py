@@ -50,6 +50,9 @@ def test_quality_benchmark_synthetic(tmp_path):
     fast = result["methods"]["ta"]["fast"]["runs"][0]
     assert fast["layer_examples"] > 0 and fast["decision"]
     assert (tmp_path / "quality.png").is_file()
+    # what it ran on, so that a difference between sessions can be traced: machine, libraries, input files
+    facts = result["settings"]
+    assert facts["machine"]["torch"] and facts["machine"]["cores"] >= 1 and len(facts["experts_sha256"]) == 64
     parts = []  # split by method, as two processes would have written it, then merged back
     for method in ("ta", "ties"):
         part = {**result, "methods": {method: result["methods"][method]}}
@@ -58,6 +61,7 @@ def test_quality_benchmark_synthetic(tmp_path):
     run_bench("quality.py", "--merge", *parts, "--out", tmp_path / "merged.json", cwd=tmp_path)
     merged = json.loads((tmp_path / "merged.json").read_text())
     assert merged["methods"] == result["methods"] and merged["mean_test_delta"] == result["mean_test_delta"]
+    assert merged["settings"]["experts_sha256"] == [facts["experts_sha256"]] * 2  # each part's own, not the first's
     by_strategy = []  # split by strategy instead: cma in one file, the others in another
     for strategies in (["cma"], ["fast", "greedy"]):
         part = {"settings": {**result["settings"], "strategies": strategies}, "complete": True,
