@@ -8,7 +8,7 @@ the test Δ over the full merge per run, their mean and how many were negative; 
 
 Choose variants on runs of `benchmarks/quality.py --dev` (its "test" is a third of validation); report
 them on the real protocol's runs. The variants must not change racing options (the journal would not
-replay): only `final`, `contenders`, `voters`, `confirm_z` and `search_check`.
+replay): only `final`, `contenders`, `voters` and `confirm_z`.
 
 Usage: python benchmarks/final_choice.py RUN_DIR... [--variants JSON] --out results.json
   (RUN_DIR: a finished `fast` run, e.g. runs/quality/ta/fast-1; a folder of such runs is searched)
@@ -35,7 +35,7 @@ from enmp.engine.run_report import RunReport
 from enmp.engine.workspace import build_workspace
 from environment import machine  # benchmarks/environment.py
 
-FINAL_OPTIONS = {"final", "contenders", "voters", "confirm_z", "search_check"}
+FINAL_OPTIONS = {"final", "contenders", "voters", "confirm_z"}
 DEFAULT_VARIANTS = {"best": {"final": "best"}, "consensus3": {"final": "consensus", "voters": 3},
                     "consensus8": {"final": "consensus", "voters": 8}, "surrogate": {"final": "surrogate"},
                     "union": {"final": "union"}, "best_z1": {"final": "best", "confirm_z": 1.0}}

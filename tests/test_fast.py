@@ -130,7 +130,6 @@ def test_same_seed_same_rounds_and_replay_reproduces_them():
     ({"final": "vote"}, "final must be one of best, consensus, surrogate, union"),
     ({"voters": 0}, "voters must be an integer ≥ 1"),
     ({"confirm_z": -0.5}, "confirm_z must be a finite number ≥ 0"),
-    ({"search_check": 1}, "search_check must be true or false"),
 ])
 def test_bad_options_are_one_clear_error(options, match):
     with pytest.raises(EnmpError, match=match):
@@ -230,35 +229,3 @@ def test_confirm_z_demands_a_margin_in_standard_errors():
     s = make(confirm_z=50.0)  # no real gain is fifty standard errors on two folds
     drive(s, oracle(NEG))
     assert s.final_mask(full_fitness=0.0).all() and s.decision.startswith("returned the full merge")
-
-
-def test_search_check_scores_unraced_contenders_on_the_search_folds_too():
-    s = make(search_check=True)
-    rounds = drive(s, oracle(NEG))
-    full, *contenders = rounds[-1]
-    assert full.folds == s.confirm_folds and all(c.folds == s.search_folds + s.confirm_folds for c in contenders)
-    kept = s.final_mask(full_fitness=0.0)
-    assert (~kept & NEG).sum() >= 1 and (~kept & ~NEG).sum() == 0 and s.decision.startswith("kept the found mask")
-
-
-def test_search_check_rejects_a_contender_that_loses_on_the_search_folds():
-    """The consensus of two raced masks (pruning 0 and 1, 0 and 2) prunes module 0 alone, a mask nobody raced:
-    here it wins on the held-out folds but loses on the search folds, so only the loose check keeps it."""
-    def flat(value, folds):
-        return {f: [np.full(PER_FOLD, value(f)) for _ in range(SHAPE[0])] for f in folds}
-
-    kept = {}
-    for check in (False, True):
-        s = make(final="consensus", voters=2, search_check=check)
-        full, a, b = keep_to_str(s._full()), _keep(0, 1), _keep(0, 2)
-        s.scores = {full: flat(lambda f: 80.0, s.search_folds), a: flat(lambda f: 90.0, s.search_folds),
-                    b: flat(lambda f: 85.0, s.search_folds)}
-        s.full_fitness = {k: pooled_fitness(v, s.search_folds) for k, v in s.scores.items()}
-        s.phase = "final"
-        cands = s.ask()
-        assert [keep_to_str(c.mask) for c in cands] == [full, _keep(0)]
-        fs = [flat(lambda f: 80.0, c.folds) if keep_to_str(c.mask) == full
-              else flat(lambda f: 70.0 if f in s.search_folds else 95.0, c.folds) for c in cands]
-        s.tell(cands, [pooled_fitness(f, c.folds) for f, c in zip(fs, cands)], fs)
-        kept[check] = s.final_mask(full_fitness=0.0)
-    assert not kept[False].all() and kept[True].all()

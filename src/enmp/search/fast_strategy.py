@@ -21,10 +21,7 @@ scored and chosen:
 * final choice: the masks `final` names (`final_choice`: the `contenders` best by the search folds, the
   consensus of the `voters` best, a surrogate's, or all of them) are scored on the held-out folds against
   the full merge; the best of them is returned only if it beats the full merge there by more than
-  `confirm_z` standard errors, else the full merge is returned (and the report says so). With
-  `search_check`, a contender must also beat the full merge on the search folds: consensus and surrogate
-  masks are built, not raced, so they are scored there too (in the same round; folds already scored are
-  cache hits) — otherwise the best of several unraced masks passes the held-out check by luck.
+  `confirm_z` standard errors, else the full merge is returned (and the report says so).
 """
 
 from __future__ import annotations
@@ -47,7 +44,7 @@ from .racing import FoldScores, paired_margin, pooled_fitness
 # under each final choice by `benchmarks/final_choice.py`), never on their test split.
 DEFAULTS = {"sigma0": 0.5, "folds": 8, "confirm_folds": 2, "stages": 2, "race_z": 2.0, "patience": 4,
             "probe": False, "probe_limit": 512, "contenders": 3, "start_pruned": 2.0, "final": "union",
-            "voters": 8, "confirm_z": 0.0, "search_check": False}
+            "voters": 8, "confirm_z": 0.0}
 
 
 def calibrated_mean0(expected_pruned: float, n_modules: int, sigma0: float) -> float:
@@ -94,11 +91,9 @@ class FastStrategy(Strategy):
         self.voters = check_int(o["voters"], "voters", 1, where="search.options.voters")
         self.confirm_z = _nonneg_float(o["confirm_z"], "search.options.confirm_z")
         probe_limit = check_int(o["probe_limit"], "probe_limit", 0, where="search.options.probe_limit")
-        for flag in ("probe", "search_check"):
-            if not isinstance(o[flag], bool):
-                raise EnmpError(f"{flag} must be true or false, got {o[flag]!r}", where=f"search.options.{flag}",
-                                fix=f"write {flag}: true or {flag}: false")
-        self.search_check = o["search_check"]
+        if not isinstance(o["probe"], bool):
+            raise EnmpError(f"probe must be true or false, got {o['probe']!r}", where="search.options.probe",
+                            fix="write probe: true or probe: false")
         self.probe = o["probe"] and self.n_modules <= probe_limit
         start = o["start_pruned"]
         self.mean_start = -1.0 if start is None else calibrated_mean0(
@@ -153,9 +148,8 @@ class FastStrategy(Strategy):
             return [Candidate(m["mask"], m["z"], folds=self.blocks[self.stage]) for m in self.population
                     if m["alive"]]
         contenders = self._contenders()
-        folds = self.search_folds + self.confirm_folds if self.search_check else self.confirm_folds
         return [Candidate(self._full(), tag="full", folds=self.confirm_folds)] + [
-            Candidate(keep_from_str(k), tag="final", folds=folds) for k in contenders]
+            Candidate(keep_from_str(k), tag="final", folds=self.confirm_folds) for k in contenders]
 
     # ------------------------------------------------------------------ tell
     def _tell(self, cands: list[Candidate], fits: np.ndarray) -> None:
@@ -218,10 +212,7 @@ class FastStrategy(Strategy):
         best, best_margin = None, 0.0
         for cand, fit in zip(cands[1:], fits[1:]):
             if np.isfinite(fit):
-                scores = self.scores[keep_to_str(cand.mask)]
-                margin, se = paired_margin(scores, full, self.confirm_folds)
-                if self.search_check and paired_margin(scores, full, self.search_folds)[0] <= 0:
-                    continue
+                margin, se = paired_margin(self.scores[keep_to_str(cand.mask)], full, self.confirm_folds)
                 if margin > max(best_margin, self.confirm_z * se):
                     best, best_margin = cand.mask, margin
         if best is None:
