@@ -13,7 +13,7 @@ import pytest
 from enmp.errors import EnmpError
 from enmp.search import get_strategy
 from enmp.masking import keep_from_str, keep_to_str
-from enmp.search.final_choice import consensus_mask, final_contenders, surrogate_mask
+from enmp.search.final_choice import RIDGE, consensus_mask, final_contenders, ridge_effects, surrogate_mask
 from enmp.search.racing import paired_margin, pooled_fitness
 
 SHAPE = (4, 5)
@@ -193,6 +193,16 @@ def test_surrogate_finds_the_negative_modules_from_every_scored_mask():
     found = ~keep_from_str(surrogate_mask(by_mask, full, (0, 1, 2), n_prune=4))
     assert (found == NEG).all()  # both negative modules, and no more although four were allowed
     assert surrogate_mask({full: by_mask[full]}, full, (0, 1, 2), 4) == full  # nothing to learn from
+
+
+@pytest.mark.parametrize("n_candidates", [60, 7])
+def test_ridge_effects_are_the_ridge_solution_from_either_side(n_candidates):
+    """More candidates than modules (the demo) or fewer (large T·G): the same coefficients."""
+    rng = np.random.default_rng(1)
+    x = (rng.random((n_candidates, 20)) < 0.2).astype(float)
+    y = rng.normal(size=n_candidates)
+    expected = np.linalg.solve(x.T @ x + RIDGE * np.eye(20), x.T @ y)
+    assert np.allclose(ridge_effects(x, y), expected, rtol=1e-10, atol=1e-12)
 
 
 def test_final_contenders_never_offer_the_full_merge_or_worse_masks():

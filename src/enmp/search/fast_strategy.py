@@ -111,6 +111,7 @@ class FastStrategy(Strategy):
         self.incumbent: str | None = None
         self.decision = ""
         self._final: np.ndarray | None = None
+        self._held_out: list[str] = []  # the masks put to the held-out check, chosen once when racing ends
 
     @classmethod
     def validation_folds(cls, options: dict) -> int:
@@ -147,9 +148,8 @@ class FastStrategy(Strategy):
                                     "alive": True} for z in self.es.ask()]
             return [Candidate(m["mask"], m["z"], folds=self.blocks[self.stage]) for m in self.population
                     if m["alive"]]
-        contenders = self._contenders()
         return [Candidate(self._full(), tag="full", folds=self.confirm_folds)] + [
-            Candidate(keep_from_str(k), tag="final", folds=self.confirm_folds) for k in contenders]
+            Candidate(keep_from_str(k), tag="final", folds=self.confirm_folds) for k in self._held_out]
 
     # ------------------------------------------------------------------ tell
     def _tell(self, cands: list[Candidate], fits: np.ndarray) -> None:
@@ -204,7 +204,9 @@ class FastStrategy(Strategy):
         self.stage = 0
         if self.es_generation >= self.generations or self.stale >= self.patience:
             self.phase = "final"
-            if not self._contenders():
+            self._held_out = final_contenders(self.final_rule, self.full_fitness, self.scores,
+                                              keep_to_str(self._full()), self.blocks[0], self.contenders, self.voters)
+            if not self._held_out:
                 self._finish(None, "no mask beat the full merge on the search folds")
 
     def _tell_final(self, cands, fits) -> None:
@@ -227,10 +229,6 @@ class FastStrategy(Strategy):
         self.full_fitness.setdefault(key, pooled_fitness(self.scores[key], self.search_folds))
         self.best = Candidate(keep_from_str(key))
         self.best_fitness = self.full_fitness[key]
-
-    def _contenders(self) -> list[str]:
-        return final_contenders(self.final_rule, self.full_fitness, self.scores, keep_to_str(self._full()),
-                                self.blocks[0], self.contenders, self.voters)
 
     def _finish(self, mask: np.ndarray | None, why: str) -> None:
         self._final = None if mask is None else mask.copy()

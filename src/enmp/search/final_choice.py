@@ -43,6 +43,17 @@ def consensus_mask(top: Sequence[str]) -> str:
     return keep_to_str(pruned <= 0.5)
 
 
+def ridge_effects(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Ridge coefficients (XᵀX + λI)⁻¹ Xᵀy of y on the columns of x (candidates × modules).
+
+    With fewer candidates than modules (large T·G) the same coefficients come from the candidates' side,
+    Xᵀ(XXᵀ + λI)⁻¹ y: a system the size of the candidates instead of modules × modules."""
+    m, n = x.shape
+    if m < n:
+        return x.T @ np.linalg.solve(x @ x.T + RIDGE * np.eye(m), y)
+    return np.linalg.solve(x.T @ x + RIDGE * np.eye(n), x.T @ y)
+
+
 def surrogate_mask(scores: Mapping[str, FoldScores], full: str, folds: Sequence[int], n_prune: int) -> str:
     """Prune the `n_prune` modules (at most; only positive ones) with the largest ridge-estimated effect on
     the fitness over `folds`, from every mask scored on all of them."""
@@ -53,7 +64,7 @@ def surrogate_mask(scores: Mapping[str, FoldScores], full: str, folds: Sequence[
     base = pooled_fitness(scores[full], folds)
     x = np.asarray([(~keep_from_str(k)).ravel() for k, _ in scored], dtype=float)
     y = np.asarray([pooled_fitness(s, folds) - base for _, s in scored])
-    effect = np.linalg.solve(x.T @ x + RIDGE * np.eye(x.shape[1]), x.T @ y)
+    effect = ridge_effects(x, y)
     keep = np.ones(x.shape[1], dtype=bool)
     keep[[i for i in np.argsort(-effect, kind="stable")[:n_prune] if effect[i] > 0]] = False
     return keep_to_str(keep.reshape(shape))
