@@ -30,7 +30,7 @@ from rich.table import Table
 from enmp.atomic_files import atomic_write_json
 from enmp.config import load_config
 from enmp.engine.journal import Journal
-from enmp.engine.run import SearchRun, make_strategy
+from enmp.engine.run import SearchRun
 from enmp.engine.run_report import RunReport
 from enmp.engine.workspace import build_workspace
 from environment import machine  # benchmarks/environment.py
@@ -41,11 +41,11 @@ DEFAULT_VARIANTS = {"best": {"final": "best"}, "consensus3": {"final": "consensu
                     "union": {"final": "union"}, "best_z1": {"final": "best", "confirm_z": 1.0}}
 
 
-def cut_final_round(run_dir: Path, confirm_folds: tuple[int, ...]) -> bool:
-    """Drop the journal's last round if it is the held-out one (every row on the held-out folds)."""
+def cut_final_round(run_dir: Path) -> bool:
+    """Drop the journal's last round if it is the held-out one (every row a contender put to the check)."""
     j = Journal.load(run_dir)
     last = [e for e in j.evaluations if e["generation"] == j.generation]
-    if not last or any(tuple(e.get("folds", ())) != confirm_folds for e in last):
+    if not last or any(e.get("tag") != "final" for e in last):
         return False  # ended without a held-out round (no mask beat the full merge on the search folds)
     j.rewind(j.generation - 1)
     return True
@@ -64,11 +64,10 @@ def replay(run_dir: Path, options: dict, ws_cache: dict, console: Console) -> di
     if key not in ws_cache:
         ws_cache[key] = build_workspace(cfg)
     ws = ws_cache[key]
-    confirm = make_strategy(cfg, (len(ws.task_names), len(ws.groups))).confirm_folds
     with tempfile.TemporaryDirectory(prefix="enmp-final-") as tmp:
         copy = Path(tmp) / "run"
         shutil.copytree(run_dir, copy, ignore=shutil.ignore_patterns("model", "adapter", "*.png"))
-        cut_final_round(copy, confirm)
+        cut_final_round(copy)
         report = SearchRun(cfg, copy, resume=True, console=console, workspace=ws, show_progress=False).run()
     return {"test_delta": report.gain("test"), "val_delta": report.gain("val"), "pruned": len(report.pruned),
             "decision": report.decision}

@@ -207,12 +207,12 @@ def run_setting(config: Path, warm: Path) -> dict:
     cache, prefix = ev.cache, ev.ws.prefix_cache()
     search = run._search
 
-    def timed_search():
+    def timed_search(*args):
         hits, misses = cache.hits, cache.misses
         timers.active = True
         t = time.perf_counter()
         try:
-            return search()
+            return search(*args)
         finally:
             wall["search"] = time.perf_counter() - t
             timers.active = False

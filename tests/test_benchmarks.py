@@ -122,13 +122,13 @@ def test_final_choice_cuts_only_a_held_out_round(tmp_path):
     j = Journal(tmp_path)
     j.start()
     row = {"keep": "11;11", "n_pruned": 0, "cached": False, "fitness": 50.0, "error": None}
-    for gen, folds in ((1, [0, 1]), (2, [6, 7])):  # a racing round, then the held-out one
-        j.append([{**row, "generation": gen, "folds": folds}], {"generation": gen, "elapsed": float(gen)})
-    assert cut_final_round(tmp_path, (6, 7))
+    for gen, tag in ((1, ""), (2, "final")):  # a racing round, then the held-out one
+        j.append([{**row, "generation": gen, **({"tag": tag} if tag else {})}], {"generation": gen, "elapsed": float(gen)})
+    assert cut_final_round(tmp_path)
     cut = Journal.load(tmp_path)
     assert cut.generation == 1 and [e["generation"] for e in cut.evaluations] == [1] and cut.seconds == 1.0
     assert [len((tmp_path / f).read_text().splitlines()) for f in ("evaluations.jsonl", "history.jsonl")] == [1, 1]
-    assert not cut_final_round(tmp_path, (6, 7))  # a run that ended racing has nothing to cut
+    assert not cut_final_round(tmp_path)  # a run that ended racing has nothing to cut
 
 
 def test_scale_benchmark_quick(tmp_path):

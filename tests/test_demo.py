@@ -224,6 +224,7 @@ def test_demo_settings_make_a_valid_search(tmp_path, quick):
     (a workspace refuses fewer at run time, after the experts were trained)."""
     from enmp.demo.run import BASE_METHODS
     from enmp.engine.run import make_strategy
+    from enmp.search import ValidationData
 
     s = DemoSettings().quick() if quick else DemoSettings()
     tasks = [DemoTask("single", "", ["a", "b"], False, "p", "1", "MIT", "f")]
@@ -233,4 +234,4 @@ def test_demo_settings_make_a_valid_search(tmp_path, quick):
                           {"lam": 0.5, **extra})
         strategy = make_strategy(cfg, (6, 6))
         assert strategy.popsize == s.popsize and strategy.generations == s.generations
-        assert s.val_samples >= strategy.validation_folds(cfg.search.options)
+        strategy.validate(ValidationData((s.val_samples,) * 6, 0))  # enough examples for its folds, if any

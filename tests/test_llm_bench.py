@@ -100,7 +100,10 @@ def test_llm_benchmark_quick_runs_both_kinds_end_to_end(tmp_path):
         assert set(r["beats_frozen"]) == {"tweet_sentiment", "question_type"}
         enmp = r["methods"]["ta"]["enmp"]
         assert set(enmp) == {"cma", "fast"}
-        assert all(e["cost"]["layer_examples"] > 0 and e["seconds_per_candidate"] > 0 for e in enmp.values())
+        # every example a search ran costs at least its last layer; cma's tiny run may be all full merges
+        # (cache hits of the reference scores: no search cost), fast's calibrated start never is
+        assert all(e["cost"]["layer_examples"] >= e["cost"]["examples"] >= 0 for e in enmp.values())
+        assert enmp["fast"]["cost"]["examples"] > 0 and enmp["fast"]["seconds_per_candidate"] > 0
         assert all(Path(cache / "quick" / "experts" / kind / t / "adapter_model.safetensors").is_file()
                    for t in ("tweet_sentiment", "question_type"))
     cls = result["kinds"]["classification"]

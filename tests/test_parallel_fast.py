@@ -11,7 +11,7 @@ from tiny_runs import make_run
 
 def _trace(run_dir):
     rows = [json.loads(l) for l in (run_dir / "evaluations.jsonl").read_text().splitlines()]
-    return [(r["keep"], r.get("folds"), r["fitness"], r["cached"], r.get("correct")) for r in rows]
+    return [(r["keep"], r["examples"], r["fitness"], r["cached"], r.get("correct")) for r in rows]
 
 
 def test_fast_with_two_workers_matches_the_serial_run(tmp_path):
@@ -24,6 +24,6 @@ def test_fast_with_two_workers_matches_the_serial_run(tmp_path):
     cfg2.parallel.workers = 2
     parallel = run_search(cfg2, tmp_path / "parallel", show_progress=False, print_table=False)
     assert _trace(tmp_path / "parallel") == _trace(tmp_path / "serial")
-    assert any(t[1] for t in _trace(tmp_path / "serial"))  # the rounds really were scored on folds
+    assert any(t[1] for t in _trace(tmp_path / "serial"))  # the rounds really were scored on parts of the split
     assert parallel.pruned == serial.pruned and parallel.enmp == serial.enmp
-    assert parallel.decision == serial.decision and parallel.cost["examples"] == serial.cost["examples"]
+    assert parallel.decision == serial.decision and parallel.cost == serial.cost

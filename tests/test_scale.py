@@ -19,8 +19,9 @@ import torch
 from enmp.engine.cache import MergeCache
 from enmp.errors import EnmpError
 from enmp.masking import decode
+from enmp.search import Outcome, ValidationData
 from enmp.search import get_strategy
-from enmp.search.cma_strategy import FULL_COVARIANCE_MAX, cma_options, evolution_strategy
+from enmp.search.pycma import FULL_COVARIANCE_MAX, cma_options, evolution_strategy
 
 
 def fitness(mask: np.ndarray) -> float:
@@ -91,10 +92,9 @@ def test_constructor_is_pycma_default_below_threshold():
 def test_fast_switches_too():
     shape = (100, 30)  # 3,000 modules
     s = get_strategy("fast")(shape, rho=0.2, seed=1, popsize=8, generations=2)
-    cands = s.ask()  # the full merge on the search folds
-    scores = [{f: [np.full(4, 100.0) for _ in range(shape[0])] for f in c.folds} for c in cands]
+    full = Outcome(100.0, tuple(np.ones(16, bool) for _ in range(shape[0])), (100.0,) * shape[0])
     with pytest.warns(UserWarning, match="diagonal CMA-ES"):
-        s.tell(cands, [100.0] * len(cands), scores)
+        s.start(ValidationData((16,) * shape[0], 0, full))
     assert s.es.opts["CMA_diagonal"] is True and len(s.ask()) == 8
 
 

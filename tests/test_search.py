@@ -68,16 +68,16 @@ def test_registry():
 
 @pytest.mark.parametrize("name", ["cma", "random", "greedy", "none", "cmawm"])
 @pytest.mark.parametrize("bad,message", [
-    ({"rho": 0.0}, "--rho: ρ must be a fraction in (0, 1), got 0.0"),
-    ({"rho": 1.0}, "--rho: ρ must be a fraction in (0, 1), got 1.0"),
-    ({"rho": -0.1}, "--rho: ρ must be a fraction in (0, 1), got -0.1"),
-    ({"rho": float("nan")}, "--rho: ρ must be a fraction in (0, 1), got nan"),
-    ({"rho": True}, "--rho: ρ must be a fraction in (0, 1), got True"),
-    ({"popsize": 1}, "--popsize: popsize must be an integer ≥ 2, got 1"),
-    ({"generations": 0}, "--generations: generations must be an integer ≥ 1, got 0"),
-    ({"seed": -1}, "--seed: seed must be an integer ≥ 0, got -1"),
-    ({"seed": 1.5}, "--seed: seed must be an integer ≥ 0, got 1.5"),
-    ({"nonsense": 3}, "search: search '{name}' has no option(s) nonsense"),
+    ({"rho": 0.0}, "search.rho: rho must be a number in (0, 1), got 0.0"),
+    ({"rho": 1.0}, "search.rho: rho must be a number in (0, 1), got 1.0"),
+    ({"rho": -0.1}, "search.rho: rho must be a number in (0, 1), got -0.1"),
+    ({"rho": float("nan")}, "search.rho: rho must be a number in (0, 1), got nan"),
+    ({"rho": True}, "search.rho: rho must be a number in (0, 1), got True"),
+    ({"popsize": 1}, "search.popsize: popsize must be an integer ≥ 2, got 1"),
+    ({"generations": 0}, "search.generations: generations must be an integer ≥ 1, got 0"),
+    ({"seed": -1}, "search.seed: seed must be an integer ≥ 0, got -1"),
+    ({"seed": 1.5}, "search.seed: seed must be an integer ≥ 0, got 1.5"),
+    ({"nonsense": 3}, "search.options: search '{name}' has no option(s) nonsense"),
 ])
 def test_bad_settings(name, bad, message):
     with pytest.raises(EnmpError, match=re.escape(message.replace("{name}", name))):
@@ -87,14 +87,14 @@ def test_bad_settings(name, bad, message):
 @pytest.mark.parametrize("name,kw,message", [
     ("cma", {"shape": (0, 3)}, "mask shape must be (tasks ≥ 1, groups ≥ 1), got (0, 3)"),
     ("cma", {"shape": (2, 2)}, "ρ = 0.2 allows no pruned module among 4 (⌊ρ·T·G⌋ = 0)"),  # ⌊0.2·4⌋ = 0
-    ("cma", {"sigma0": 0.0}, "sigma0 must be a finite number > 0, got 0.0"),
-    ("cma", {"sigma0": float("inf")}, "sigma0 must be a finite number > 0, got inf"),
+    ("cma", {"sigma0": 0.0}, "search.options.sigma0: sigma0 must be a number > 0, got 0.0"),
+    ("cma", {"sigma0": float("inf")}, "sigma0 must be a number > 0, got inf"),
     ("cma", {"mean0": [0.0, 1.0]}, "mean0 must be a finite number or 36 finite numbers"),
     ("random", {"n_prune": 37}, "n_prune = 37 exceeds the 36 modules"),
-    ("random", {"n_prune": -1}, "n_prune must be an integer ≥ 0, got -1"),
+    ("random", {"n_prune": -1}, "n_prune must be an integer ≥ 0 or null, got -1"),
     ("greedy", {"shape": (2, 2)}, "ρ = 0.2 allows no pruned module among 4"),
-    ("cmawm", {"mean0": -1.0}, "mean0 must lie in [0, 1] for cmawm"),
-    ("cmawm", {"sigma0": -0.3}, "sigma0 must be a finite number > 0, got -0.3"),
+    ("cmawm", {"mean0": -1.0}, "mean0 must be a number in [0, 1] (or a list of them), got -1.0"),
+    ("cmawm", {"sigma0": -0.3}, "sigma0 must be a number > 0, got -0.3"),
 ])
 def test_bad_strategy_options(name, kw, message):
     with pytest.raises(EnmpError, match=re.escape(message)):

@@ -38,6 +38,12 @@ def group_labels(targets, grouping: str = "layer") -> list[GroupLabel]:
     return list(seen)
 
 
+def target_groups(targets, groups: Sequence[GroupLabel], grouping: str) -> list[int]:
+    """The mask group (column) each target matrix belongs to."""
+    labels = [str(g) for g in groups]
+    return [labels.index(str(group_label(t.layer, t.projection, grouping))) for t in targets]
+
+
 def keep_to_str(keep: np.ndarray) -> str:
     """The text form of a keep-mask ("101;110": one row per task, 1 = keep): the identity of a mask in
     caches and the form logs store it in."""

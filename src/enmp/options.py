@@ -33,6 +33,7 @@ class Option:
     high_open: bool = False
     choices: Optional[tuple] = None
     nullable: bool = False
+    sequence: bool = False  # also accepts a list of such values (e.g. one initial mean per module)
 
     def with_default(self, default: Any) -> "Option":
         """The same setting with another default (a method or strategy that prefers its own value)."""
@@ -52,12 +53,16 @@ class Option:
             text = "one of " + ", ".join(_show(c) for c in self.choices)
         else:
             text = _TYPE_WORDS[self.type] + (f" {self._bounds()}" if self._bounds() else "")
+        if self.sequence:
+            text += " (or a list of them)"
         return text + (" or null" if self.nullable else "")
 
     def check(self, value: Any, where: str) -> Any:
         """`value` as this option's type, or one EnmpError line naming `where`, what is accepted and the default."""
         if value is None and self.nullable:
             return None
+        if self.sequence and isinstance(value, (list, tuple)) and value:
+            return [dataclasses.replace(self, sequence=False).check(v, where) for v in value]
         bad = EnmpError(f"{self.name} must be {self.describe()}, got {value!r}", where=where,
                         fix=f"e.g. {self.name}: {_show(self.default)} (the default)")
         if self.choices is not None:

@@ -1,16 +1,16 @@
-"""The one evaluator interface: keep-masks in, per-task scores and fitness out, with a result cache.
+"""The evaluator contract shared by every back-end (Optuna's samplers/_base.py is the model).
 
-Everything that decides a search's path lives here, once: the fitness of a candidate (from raw scores
-and the expert scores), the result cache by mask, de-duplication within a batch, and the order of results
-(always the input order, so a strategy is told in a fixed order whatever the back-end). A back-end only
-runs *jobs* — one (mask, split, task) each — and returns their raw accuracies: `LocalEvaluator` on this
-process's live model, `ParallelEvaluator` on Ray actors. Optuna's samplers/_base.py is the model.
+Everything that decides a search's path lives here, once: per-example outcomes and the fitness (from raw
+scores and the expert scores), the result cache by (split, examples, mask), de-duplication within a batch,
+the order of results (always the input order, so a strategy is told in a fixed order whatever the
+back-end), and the cost of what ran (`accounting.CostModel`). A back-end only runs *jobs* — one (mask,
+split, task, examples) each — and returns, per job, whether each example was predicted right:
+`LocalEvaluator` on this process's live model, `ParallelEvaluator` on Ray actors.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
 from typing import NamedTuple, Optional, Sequence
 
 import numpy as np
@@ -19,62 +19,38 @@ from ..errors import NumericalError
 from ..evaluation import fitness
 from ..masking import keep_to_str
 from ..merging import MergeParams, resolved
-
-
-def fold_split(fold: int) -> str:
-    """The name of one validation fold as a split ("val@3"); strategies that race on folds use these."""
-    return f"val@{fold}"
-
-
-def parent_split(split: str) -> str:
-    """The split a fold belongs to (its expert scores normalize it): "val@3" → "val"."""
-    return split.split("@")[0]
-
-
-@dataclass
-class CandidateResult:
-    scores: dict[str, float]  # per-task raw accuracy (%) on the split
-    fitness: float  # mean normalized accuracy; -inf for a failed candidate
-    error: Optional[str] = None
-    cached: bool = field(default=False, compare=False)
-    correct: Optional[dict[str, str]] = None  # fold splits: per task, "1"/"0" per example (racing statistics)
-
-    def to_json(self) -> dict:
-        out = {"scores": self.scores, "fitness": self.fitness, "error": self.error}
-        return out if self.correct is None else {**out, "correct": self.correct}
+from ..search import Outcome, Subset
+from ..search.outcome import normalizers
+from .accounting import Cost, CostModel
 
 
 class Job(NamedTuple):
-    """Score one task on one split under the merge of `keep` (method/params None: the evaluator's)."""
+    """Score one task on one split (or a subset of its examples) under the merge of `keep` (method/params
+    None: the evaluator's own)."""
 
     keep: np.ndarray
     split: str
     task: int
     method: Optional[str] = None
     params: Optional[MergeParams] = None
+    subset: Optional[Subset] = None
+
+    @property
+    def view(self) -> str:
+        """The examples this job runs, as a name (caches of prepared inputs and layer outputs key by it)."""
+        return view_name(self.split, None if self.subset is None else self.subset.key)
+
+
+def view_name(split: str, subset_key: Optional[str]) -> str:
+    return split if subset_key is None else f"{split}/{subset_key}"
 
 
 class JobResult(NamedTuple):
-    scores: dict[str, float]  # {task name: raw accuracy}; empty when `error` is set
+    scores: dict[str, float]  # {task name: raw accuracy (%)}; empty when `error` is set
     error: Optional[str] = None
     examples: int = 0  # labelled examples scored
-    layer_examples: int = 0  # rows × transformer layers actually computed (prefix-cache hits excluded)
-    correct: Optional[str] = None  # fold splits only: "1"/"0" per example, in the split's fixed order
-
-
-@dataclass
-class Cost:
-    """Work done, per split: what strategies are compared by (not candidates, which may be cache hits)."""
-
-    examples: int = 0
-    layer_examples: int = 0
-
-    def add(self, work: "JobResult | Cost") -> None:
-        self.examples += work.examples
-        self.layer_examples += work.layer_examples
-
-    def to_json(self) -> dict[str, int]:
-        return {"examples": self.examples, "layer_examples": self.layer_examples}
+    rows: int = 0  # sequences (or images) the model ran: examples, or examples × classes for label words
+    correct: Optional[np.ndarray] = None  # bool per example, in the examples' order
 
 
 def combine(outs: Sequence[JobResult]) -> tuple[dict[str, float], Optional[str]]:
@@ -83,45 +59,32 @@ def combine(outs: Sequence[JobResult]) -> tuple[dict[str, float], Optional[str]]
     return ({} if error is not None else {n: v for o in outs for n, v in o.scores.items()}), error
 
 
-def _correct(outs: Sequence[JobResult]) -> Optional[dict[str, str]]:
-    if any(o.correct is None or o.error is not None for o in outs):
-        return None
-    return {n: o.correct for o in outs for n in o.scores}
-
-
 class Evaluator(ABC):
-    """Scores keep-masks (T × G bools) with one merge method; subclasses implement `run_jobs` only."""
+    """Scores keep-masks (T × G bools) with one merge method; subclasses implement `run_jobs` and set
+    `cost_model` (the back-end knows the model's layers)."""
 
     def __init__(self, task_names: Sequence[str], n_groups: int, method: str, params: MergeParams):
         self.task_names = list(task_names)
         self.method, self.params = method, resolved(method, params)
         self._shape = (len(self.task_names), n_groups)
         self.expert: dict[str, dict[str, float]] = {}  # split → task → each expert alone
-        self._results: dict[tuple[str, str], CandidateResult] = {}
+        self._results: dict[tuple[str, str], Outcome] = {}  # (job view, keep-string) → outcome
         self.forward_evaluations = 0  # candidates that really ran the model (cache misses)
-        self.cost: dict[str, Cost] = {}  # split → work done so far
+        self.cost_model: Optional[CostModel] = None
+        self.val_sizes: tuple[int, ...] = ()  # validation examples per task (set by the back-end)
 
     @property
     def shape(self) -> tuple[int, int]:
         return self._shape
 
+    @property
+    def spec(self) -> tuple:
+        """The merge every candidate of this evaluator uses (part of what a layer holds)."""
+        return (self.method, self.params.cache_key())
+
     @abstractmethod
     def run_jobs(self, jobs: Sequence[Job]) -> list[JobResult]:
-        """Raw accuracies of every job, in job order; a NaN/Inf merge or logits is a JobResult error."""
-
-    def spent(self, split: str = "val") -> Cost:
-        """Work done so far on `split` and its folds."""
-        total = Cost()
-        for name, cost in self.cost.items():
-            if parent_split(name) == split:
-                total.add(cost)
-        return total
-
-    def _run(self, jobs: Sequence[Job]) -> list[JobResult]:
-        results = self.run_jobs(jobs)
-        for job, result in zip(jobs, results):
-            self.cost.setdefault(job.split, Cost()).add(result)
-        return results
+        """Results of every job, in job order; a NaN/Inf merge or logits is a JobResult error."""
 
     def close(self) -> None:
         """Release workers or other resources (nothing to do in-process). Safe to call twice."""
@@ -132,13 +95,34 @@ class Evaluator(ABC):
     def __exit__(self, *exc):
         self.close()
 
+    # ------------------------------------------------------------------ cost
+    @property
+    def search_cost(self) -> Cost:
+        """Validation work charged since the cost model was last reset (see `accounting`)."""
+        return self.cost_model.total if self.cost_model is not None else Cost()
+
+    def _charge(self, jobs: Sequence[Job], results: Sequence[JobResult]) -> None:
+        if self.cost_model is None:
+            return
+        for job, result in zip(jobs, results):
+            if job.split == "val" and result.error is None:
+                spec = ((job.method or self.method), (job.params or self.params).cache_key())
+                self.cost_model.charge(job.view, job.task, job.keep, spec, result.examples, result.rows)
+
+    def see(self, keep: np.ndarray, subset_key: Optional[str] = None) -> None:
+        """Tell the cost model that `keep` was computed on these validation examples (a resumed journal)."""
+        if self.cost_model is not None:
+            for t in range(self.shape[0]):
+                self.cost_model.see(view_name("val", subset_key), t, keep, self.spec)
+
     # ------------------------------------------------------------------ scores
     def scores(self, keep: np.ndarray, split: str = "val", tasks: Optional[Sequence[int]] = None,
                method: Optional[str] = None, params: Optional[MergeParams] = None) -> dict[str, float]:
-        """Raw accuracy per task for the merge of `keep`; raises NumericalError on NaN/Inf."""
+        """Raw accuracy per task for the merge of `keep`; raises NumericalError on NaN/Inf. Not cached and
+        not charged: for reference scores (λ tuning, experts), not for search candidates."""
         keep = np.asarray(keep, dtype=bool)
         idx = range(self.shape[0]) if tasks is None else tasks
-        scores, error = combine(self._run([Job(keep, split, t, method, params) for t in idx]))
+        scores, error = combine(self.run_jobs([Job(keep, split, t, method, params) for t in idx]))
         if error is not None:
             raise NumericalError(error)
         return scores
@@ -146,54 +130,63 @@ class Evaluator(ABC):
     def compute_expert(self, split: str) -> dict[str, float]:
         """Each expert alone (its LoRA at scale 1 in every layer) on its own task."""
         T, G = self.shape
-        jobs = []
-        for t in range(T):
-            keep = np.zeros((T, G), dtype=bool)
+        keeps = [np.zeros((T, G), dtype=bool) for _ in range(T)]
+        for t, keep in enumerate(keeps):
             keep[t] = True
-            jobs.append(Job(keep, split, t, "ta", MergeParams(lam=1.0)))
-        out, error = combine(self._run(jobs))
+        out, error = combine(self.run_jobs([Job(k, split, t, "ta", MergeParams(lam=1.0)) for t, k in enumerate(keeps)]))
         if error is not None:
             raise NumericalError(error)
         self.expert[split] = {name: out[name] for name in self.task_names}
         return self.expert[split]
 
+    def outcome(self, results: Sequence[JobResult], split: str, cached: bool = False) -> Outcome:
+        """One candidate's outcome from its per-task job results (the fitness exactly as ENMP defines it)."""
+        scores, error = combine(results)
+        expert = self.expert[split]
+        if error is not None:
+            return Outcome(float("-inf"), error=error, cached=cached)
+        correct = None if any(r.correct is None for r in results) else tuple(np.asarray(r.correct, bool)
+                                                                            for r in results)
+        return Outcome(fitness(scores, expert), correct, normalizers([expert[t] for t in self.task_names]), scores,
+                       cached=cached)
+
     # ------------------------------------------------------------------ candidates
-    def evaluate_many(self, keeps: Sequence[np.ndarray], split: str = "val") -> list[CandidateResult]:
-        """Results in input order; known masks are not re-run, repeats within the batch run once (their
-        later copies come back as cached, as when evaluated one by one)."""
-        keys = [(split, keep_to_str(k)) for k in keeps]
-        todo: dict[tuple[str, str], np.ndarray] = {}
-        for key, keep in zip(keys, keeps):
+    def evaluate_many(self, keeps: Sequence[np.ndarray], split: str = "val",
+                      subsets: Optional[Sequence[Optional[Subset]]] = None) -> list[Outcome]:
+        """Outcomes in input order (each mask on its subset of `split`'s examples, None: all of them); known
+        (mask, examples) are not re-run, repeats within the batch run once (their later copies come back as
+        cached, as when evaluated one by one)."""
+        subsets = list(subsets) if subsets is not None else [None] * len(keeps)
+        keys = [(view_name(split, None if s is None else s.key), keep_to_str(k)) for k, s in zip(keeps, subsets)]
+        todo: dict[tuple[str, str], tuple[np.ndarray, Optional[Subset]]] = {}
+        for key, keep, subset in zip(keys, keeps, subsets):
             if key not in self._results and key not in todo:
-                todo[key] = np.asarray(keep, dtype=bool)
-        expert_split = parent_split(split)
-        if todo and expert_split not in self.expert:
-            self.compute_expert(expert_split)
+                todo[key] = (np.asarray(keep, dtype=bool), subset)
+        if todo and split not in self.expert:
+            self.compute_expert(split)
         n_tasks = self.shape[0]
         # One job per (candidate, task): a back-end with several workers never idles at a generation's end.
-        outs = self._run([Job(keep, split, t) for keep in todo.values() for t in range(n_tasks)]) if todo else []
+        jobs = [Job(keep, split, t, subset=subset) for keep, subset in todo.values() for t in range(n_tasks)]
+        outs = self.run_jobs(jobs) if jobs else []
+        self._charge(jobs, outs)
         for c, key in enumerate(todo):
-            mine = outs[c * n_tasks:(c + 1) * n_tasks]
-            scores, error = combine(mine)
-            self._results[key] = (CandidateResult({}, float("-inf"), error) if error is not None
-                                  else CandidateResult(scores, fitness(scores, self.expert[expert_split]),
-                                                       correct=_correct(mine)))
+            self._results[key] = self.outcome(outs[c * n_tasks:(c + 1) * n_tasks], split)
             self.forward_evaluations += 1
         results, fresh = [], set(todo)
         for key in keys:
             hit = self._results[key]
-            results.append(CandidateResult(hit.scores, hit.fitness, hit.error, cached=key not in fresh,
-                                           correct=hit.correct))
+            results.append(Outcome(hit.fitness, hit.correct, hit.normalizers, hit.scores, hit.error,
+                                   cached=key not in fresh))
             fresh.discard(key)
         return results
 
-    def evaluate(self, keep: np.ndarray, split: str = "val") -> CandidateResult:
-        """Fitness of one mask (cached by mask); a NaN/Inf candidate is a failed result, not a crash."""
-        return self.evaluate_many([keep], split)[0]
+    def evaluate(self, keep: np.ndarray, split: str = "val", subset: Optional[Subset] = None) -> Outcome:
+        """Outcome of one mask (cached by mask and examples); a NaN/Inf candidate is a failed result, not a crash."""
+        return self.evaluate_many([keep], split, [subset])[0]
 
-    def remember(self, keep: np.ndarray, split: str, result: CandidateResult) -> None:
+    def remember(self, keep: np.ndarray, split: str, subset_key: Optional[str], outcome: Outcome) -> None:
         """Seed the result cache (resume)."""
-        self._results[(split, keep_to_str(keep))] = result
+        self._results[(view_name(split, subset_key), keep_to_str(keep))] = outcome
 
     def clear_cache(self) -> None:
         """Forget every result and expert score (models and merge caches stay)."""

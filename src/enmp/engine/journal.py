@@ -19,7 +19,7 @@ from ..errors import EnmpError
 from ..atomic_files import atomic_write_json, read_json
 
 STATE_DIR = "state"
-FORMAT = "enmp.journal/2"
+FORMAT = "enmp.journal/3"
 LOGS = {"evaluations": "evaluations.jsonl", "history": "history.jsonl"}  # journal field → log file
 
 
@@ -34,6 +34,7 @@ class Journal:
     history: list[dict] = field(default_factory=list)  # one line per generation
     expert: dict = field(default_factory=dict)  # split → task → accuracy
     base: dict = field(default_factory=dict)  # split → task → accuracy of the full merge
+    base_correct: list = field(default_factory=list)  # the full merge's right/wrong per validation example (packed)
     seconds: float = 0.0
     sizes: dict = field(default_factory=lambda: dict.fromkeys(LOGS, 0))  # committed bytes per log
 
@@ -64,7 +65,7 @@ class Journal:
     def commit(self) -> None:
         atomic_write_json(self.state_dir / "journal.json", {
             "format": FORMAT, "generation": self.generation, "seconds": self.seconds, "expert": self.expert,
-            "base": self.base, "logs": {k: {"bytes": self.sizes[k], "lines": len(getattr(self, k))} for k in LOGS}})
+            "base": self.base, "base_correct": self.base_correct, "logs": {k: {"bytes": self.sizes[k], "lines": len(getattr(self, k))} for k in LOGS}})
 
     def rewind(self, generation: int) -> None:
         """Forget every round after `generation`: commit the logs' prefix up to it, so that loading cuts off
@@ -96,7 +97,7 @@ class Journal:
             raise EnmpError("the search journal is from another enmp version", where=str(path), fix=_FIX)
         try:
             journal = cls(run_dir, int(data["generation"]), expert=data["expert"], base=data["base"],
-                          seconds=float(data["seconds"]))
+                          base_correct=list(data["base_correct"]), seconds=float(data["seconds"]))
             committed_logs = {key: (int(data["logs"][key]["bytes"]), int(data["logs"][key]["lines"])) for key in LOGS}
         except (KeyError, TypeError, ValueError):
             raise corrupt from None

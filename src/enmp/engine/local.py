@@ -14,7 +14,8 @@ import numpy as np
 from ..errors import NumericalError
 from ..evaluation import correct
 from ..merging import MergeParams
-from .evaluator import Evaluator, Job, JobResult, parent_split
+from .accounting import CostModel
+from .evaluator import Evaluator, Job, JobResult
 from .workspace import Workspace
 
 
@@ -28,6 +29,8 @@ class LocalEvaluator(Evaluator):
         self.patcher = ws.patcher()
         self.cache = self.patcher.cache
         self.cache.set_budget(ws.cfg.eval.cache_mb if cache_mb is None else cache_mb)
+        self.cost_model = CostModel(*ws.target_layout(), ws.n_layers, ws.prefix_cache() is not None)
+        self.val_sizes = tuple(len(ex) for ex in ws.examples.get("val", []))
 
     def run_jobs(self, jobs: Sequence[Job]) -> list[JobResult]:
         return [self._run_one(job) for job in jobs]
@@ -37,23 +40,19 @@ class LocalEvaluator(Evaluator):
         try:
             self.patcher.apply(np.asarray(job.keep, dtype=bool), job.method or self.method,
                                job.params or self.params)
-            data = self.ws.splits[job.split][job.task]
-            prefix = self.ws.prefix_cache() if parent_split(job.split) == "val" else None
+            data = self.ws.prepared(job.split, job.task, job.subset)
+            prefix = self.ws.prefix_cache() if job.split == "val" else None
             if prefix is None:
                 right = correct(task, self.ws.model, data)
-                work = data.rows * self.ws.n_layers
             else:
-                prefix.begin(job.split, job.task, self.patcher.layer_signature(len(prefix.layers)))
-                before = prefix.layer_rows
+                prefix.begin(job.view, job.task, self.patcher.layer_signature(len(prefix.layers)))
                 try:
                     right = correct(task, self.ws.model, data, prefix.set_batch)
                 except BaseException:
                     prefix.abort()
                     raise
                 prefix.commit()
-                work = prefix.layer_rows - before
             score = 100.0 * int(right.sum()) / max(1, data.n)
-            bits = "".join("1" if v else "0" for v in right.tolist()) if job.split != parent_split(job.split) else None
-            return JobResult({task.name: score}, None, data.n, work, bits)
+            return JobResult({task.name: score}, None, data.n, data.rows, right.numpy())
         except NumericalError as e:
             return JobResult({}, e.line())

@@ -14,8 +14,9 @@ import torch
 
 from ..adapters.types import AdapterSet, TargetMatrix
 from ..errors import EnmpError
-from ..masking import group_label
+from ..masking import target_groups
 from ..merging import MergeParams, merge
+from .accounting import layer_signature
 from .cache import MergeCache
 
 
@@ -41,8 +42,7 @@ class LivePatcher:
         self.model, self.adapters = model, adapters
         self.cache = cache if cache is not None else MergeCache(0)  # an empty cache is falsy
         self.targets: list[TargetMatrix] = list(adapters.targets)
-        labels = [str(g) for g in groups]
-        self.group_index = [labels.index(str(group_label(t.layer, t.projection, grouping))) for t in self.targets]
+        self.group_index = target_groups(self.targets, groups, grouping)
         self.params = [find_parameter(model, t.weight) for t in self.targets]
         for p, t in zip(self.params, self.targets):
             if tuple(p.shape) != tuple(t.shape):
@@ -64,12 +64,11 @@ class LivePatcher:
 
     def layer_signature(self, n_layers: int) -> list[tuple]:
         """What each layer position currently holds (its matrices' kept sets and merge spec)."""
-        if self._signature is not None and len(self._signature) == n_layers:
-            return self._signature
-        sig: list[list] = [[] for _ in range(n_layers)]
-        for target, state in zip(self.targets, self._applied):
-            sig[target.layer].append(state)
-        self._signature = [tuple(s) for s in sig]
+        if self._signature is None or len(self._signature) != n_layers:
+            if self._last is None:
+                raise RuntimeError("no complete patch applied: the layers' contents are unknown")
+            spec, keep = self._last
+            self._signature = layer_signature([t.layer for t in self.targets], self.group_index, keep, spec, n_layers)
         return self._signature
 
     @torch.no_grad()

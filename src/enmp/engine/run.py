@@ -17,12 +17,13 @@ from ..evaluation import fitness, summary
 from ..atomic_files import atomic_dir, atomic_write_json, atomic_write_text, check_output_dir
 from ..masking import Mask, keep_from_str, keep_to_str
 from ..merging import MergeParams
-from ..search import get_strategy
-from .evaluator import CandidateResult, Cost, fold_split
+from ..search import Decision, Outcome, ValidationData, get_strategy
+from ..search.outcome import normalizers, pack_bits, unpack_bits
+from .accounting import Cost
 from .export import merged_deltas, write_adapter, write_model
 from .journal import Journal
 from .local import LocalEvaluator
-from .rounds import evaluate_round, fold_scores, logged_results
+from .rounds import evaluate_round, logged_outcome
 from .run_report import RunReport
 from .workspace import RunInputs, Workspace, build_workspace, load_inputs
 
@@ -74,13 +75,14 @@ class SearchRun:
         self.inputs: RunInputs = workspace or load_inputs(cfg, log=self._log)
         # built once, before any model is loaded: bad search settings fail fast and nothing is written
         self.strategy = make_strategy(cfg, (len(self.inputs.task_names), len(self.inputs.groups)))
-        folds = self.strategy.validation_folds(cfg.search.options)
-        if isinstance(workspace, Workspace) and any(fold_split(f) not in workspace.splits for f in range(folds)):
-            raise EnmpError(f"the workspace passed in has no {folds} validation folds for search "
-                            f"'{cfg.search.strategy}'", where="SearchRun(workspace=...)",
-                            fix="build it with build_workspace(cfg) from a config of that strategy")
         factory = evaluator_factory or default_evaluator_factory(cfg, self._log)
         self.evaluator = factory(self.inputs, cfg.merge.method, self.params)
+        self.data = ValidationData(tuple(self.evaluator.val_sizes), cfg.eval.data_seed)
+        try:  # e.g. too few validation examples for the strategy's folds: before anything is written
+            self.strategy.validate(self.data)
+        except BaseException:
+            self.evaluator.close()
+            raise
         self.journal = Journal.load(self.run_dir) if resume else Journal(self.run_dir)
         if not resume:  # scores the caller already has for this exact merge (split → task → accuracy)
             self.journal.expert = {split: dict(scores) for split, scores in (expert or {}).items()}
@@ -98,7 +100,9 @@ class SearchRun:
         self.run_dir.mkdir(parents=True)
         atomic_write_text(self.run_dir / "config.yaml", self.cfg.to_yaml())
 
-    def _reference_scores(self) -> None:
+    def _reference_scores(self) -> Outcome:
+        """Each expert alone and the full merge on both splits; returns the full merge's validation outcome,
+        per example (every strategy compares with it)."""
         ev, j = self.evaluator, self.journal
         full = np.ones(ev.shape, dtype=bool)
         for split in ("val", "test"):
@@ -106,73 +110,96 @@ class SearchRun:
                 self._log(f"scoring each expert alone ({split})")
                 j.expert[split] = ev.compute_expert(split)
             ev.expert[split] = j.expert[split]
-            if split not in j.base:
-                self._log(f"scoring the base merge ({split})")
-                j.base[split] = ev.evaluate(full, split).scores
+        if j.base_correct:  # resume: the full merge is cached, as it was before
+            expert = [j.expert["val"][t] for t in ev.task_names]
+            full_val = Outcome(fitness(j.base["val"], j.expert["val"]), tuple(unpack_bits(c) for c in j.base_correct),
+                               normalizers(expert), j.base["val"])
+            ev.remember(full, "val", None, full_val)
+            ev.remember(full, "test", None, Outcome(fitness(j.base["test"], j.expert["test"]), scores=j.base["test"]))
+            return full_val
+        self._log("scoring the base merge (val)")
+        full_val = ev.evaluate(full, "val")
+        if full_val.failed:
+            raise EnmpError("the full merge failed (NaN/Inf) on the validation split", where="enmp search",
+                            fix="check the adapters and merge hyperparameters")
+        j.base["val"], j.base_correct = full_val.scores, [pack_bits(c) for c in full_val.correct]
+        if "test" not in j.base:
+            self._log("scoring the base merge (test)")
+            j.base["test"] = ev.evaluate(full, "test").scores
         atomic_write_json(self.run_dir / "expert.json", j.expert)
+        return full_val
 
     # ------------------------------------------------------------------ search loop
-    def _search(self) -> np.ndarray:
+    def _replay_journal(self, full: np.ndarray) -> dict[int, list[dict]]:
+        """Resume: known outcomes are never recomputed, and the cost model learns what was computed (search
+        cost counts from the full merge on, as in an uninterrupted run)."""
+        ev, j = self.evaluator, self.journal
+        if ev.cost_model is not None:
+            ev.cost_model.reset()
+        ev.see(full)
+        logged: dict[int, list[dict]] = {}
+        for e in j.evaluations:
+            logged.setdefault(e["generation"], []).append(e)
+            keep = keep_from_str(e["keep"])
+            ev.remember(keep, "val", e["examples"], logged_outcome(e, j.expert["val"], ev.task_names))
+            if e["error"] is None:
+                ev.see(keep, e["examples"])
+        return logged
+
+    def _search(self, full_val: Outcome) -> Decision:
         """Ask/tell until done. On resume the strategy, rebuilt from the config (seeded), first replays the
-        journaled generations with their logged fitnesses (no model, no pickle); each must match exactly."""
+        journaled rounds with their logged outcomes (no model, no pickle); each must match exactly."""
         cfg, ev, j = self.cfg, self.evaluator, self.journal
         strategy = self.strategy
-        full_fit = fitness(j.base["val"], j.expert["val"])
-        # a strategy racing on folds reports fitness on its folds, not comparable with the full split's
-        races = strategy.validation_folds(cfg.search.options) > 0
-        best_keep, best_fit = np.ones(ev.shape, dtype=bool), -np.inf if races else full_fit
-        logged: dict[int, list[dict]] = {}
-        for split in ("val", "test") if self.resume else ():  # the full merge is cached, as it was before
-            ev.remember(best_keep, split, CandidateResult(j.base[split], fitness(j.base[split], j.expert[split])))
-        for e in j.evaluations:  # resume: known results are never recomputed
-            logged.setdefault(e["generation"], []).append(e)
-            for split, result in logged_results(e, j.expert["val"]):
-                ev.remember(keep_from_str(e["keep"]), split, result)
+        full = np.ones(ev.shape, dtype=bool)
+        strategy.start(ValidationData(self.data.sizes, self.data.seed, full_val))
+        logged = self._replay_journal(full)
         gen = n_evals = n_forward = 0
         started = time.perf_counter() - j.seconds
-        # search-only work: val jobs from here on, on top of what the journal says was done before a resume
-        spent_before = ev.spent("val").to_json()
         logged_cost = j.history[j.generation - 1].get("cost", {}) if j.generation else {}
+        best_key = None
         with Progress(TextColumn("[bold]search"), BarColumn(), MofNCompleteColumn(),
                       TextColumn("best {task.fields[best]:.2f} · evals {task.fields[evals]}"),
                       TimeElapsedColumn(), console=self.console, disable=not self.show_progress) as bar:
-            task = bar.add_task("gen", total=strategy.n_generations, best=best_fit, evals=0)
+            task = bar.add_task("gen", total=strategy.n_generations, best=strategy.best_fitness, evals=0)
             while not strategy.done:
                 cands = strategy.ask()
                 gen += 1
                 replay = gen <= j.generation
                 if replay:
                     rows = logged.get(gen, [])
-                    if [r["keep"] for r in rows] != [keep_to_str(c.mask) for c in cands]:
+                    if [(r["keep"], r["examples"]) for r in rows] != [
+                            (keep_to_str(c.mask), None if c.examples is None else c.examples.key) for c in cands]:
                         raise j.mismatch(gen, "the candidate masks differ")
+                    outcomes = [logged_outcome(r, j.expert["val"], ev.task_names) for r in rows]
                 else:
-                    rows = evaluate_round(ev, cands, gen, j.expert["val"])
-                strategy.tell(cands, [r["fitness"] for r in rows], [fold_scores(r, j.expert["val"]) for r in rows])
-                improved = strategy.best is not None and strategy.best_fitness > best_fit
-                if improved:
-                    best_keep, best_fit = strategy.best.mask.copy(), strategy.best_fitness
+                    rows, outcomes = evaluate_round(ev, cands, gen)
+                strategy.tell(cands, outcomes)
                 n_evals += len(rows)
                 n_forward += sum(not r["cached"] for r in rows)
                 fits = [r["fitness"] for r in rows if np.isfinite(r["fitness"])]
+                best = strategy.best.mask if strategy.best is not None else full
                 line = {"generation": gen, "evaluations": n_evals, "forward_evaluations": n_forward,
-                        "best_fitness": best_fit, "gen_best": max(fits) if fits else None,
-                        "gen_mean": float(np.mean(fits)) if fits else None,
-                        "failed": sum(r["error"] is not None for r in rows), "n_pruned": int((~best_keep).sum())}
+                        "best_fitness": strategy.best_fitness, "reference_fitness": strategy.reference_fitness,
+                        "gen_best": max(fits) if fits else None, "gen_mean": float(np.mean(fits)) if fits else None,
+                        "failed": sum(r["error"] is not None for r in rows), "n_pruned": int((~best).sum())}
                 if replay and any(j.history[gen - 1].get(k) != v for k, v in line.items()):
-                    raise j.mismatch(gen, "its history line disagrees with the logged fitnesses")
+                    raise j.mismatch(gen, "its history line disagrees with the logged outcomes")
                 if not replay:
                     line["elapsed"] = time.perf_counter() - started
-                    spent = ev.spent("val").to_json()
-                    line["cost"] = {k: logged_cost.get(k, 0) + spent[k] - spent_before[k] for k in spent}
+                    spent = ev.search_cost.to_json()
+                    line["cost"] = {k: logged_cost.get(k, 0) + spent[k] for k in spent}
                     if cfg.search.track_test:
                         prev = j.history[-1].get("best_test_fitness") if j.history else None
-                        line["best_test_fitness"] = (ev.evaluate(best_keep, "test").fitness
+                        improved = keep_to_str(best) != best_key
+                        line["best_test_fitness"] = (ev.evaluate(best, "test").fitness
                                                      if improved or prev is None else prev)
                     j.append(rows, line)
-                bar.update(task, completed=gen, best=best_fit, evals=n_evals)
+                best_key = keep_to_str(best)
+                bar.update(task, completed=gen, best=strategy.best_fitness, evals=n_evals)
         if gen < j.generation:
             raise j.mismatch(gen, f"the journal has {j.generation} generations, the search {gen}")
-        return strategy.final_mask(full_fit)
+        return strategy.decide(full_val.fitness)
 
     # ------------------------------------------------------------------ baselines
     def _random_baseline(self, n_prune: int) -> Optional[dict]:
@@ -197,8 +224,7 @@ class SearchRun:
         final = None
         while not strategy.done:
             cands = strategy.ask()
-            results = self.evaluator.evaluate_many([c.mask for c in cands], "val")
-            strategy.tell(cands, [r.fitness for r in results])
+            strategy.tell(cands, self.evaluator.evaluate_many([c.mask for c in cands], "val"))
             final = cands[-1].mask
         out = {"n_pruned": int((~final).sum())}
         for split in ("val", "test"):
@@ -234,13 +260,13 @@ class SearchRun:
         whose appearance marks a finished run."""
         self._start_dir()
         started = time.perf_counter()
-        self._reference_scores()
+        full_val = self._reference_scores()
         if not self.resume:
             self.journal.start()
-        best_keep = self._search()
+        decision = self._search(full_val)
         j, ev = self.journal, self.evaluator
-        mask = Mask(self.inputs.task_names, self.inputs.groups, best_keep)
-        enmp = {s: summary(ev.evaluate(best_keep, s).scores, j.expert[s]) for s in ("val", "test")}
+        mask = Mask(self.inputs.task_names, self.inputs.groups, decision.mask)
+        enmp = {s: summary(ev.evaluate(decision.mask, s).scores, j.expert[s]) for s in ("val", "test")}
         random = self._random_baseline(mask.n_pruned)
         greedy = self._greedy_baseline() if self.cfg.search.greedy_baseline else None
         report = RunReport(
@@ -250,7 +276,8 @@ class SearchRun:
             cost=(j.history[-1] if j.history else {}).get("cost", Cost().to_json()),
             seconds=j.seconds, total_seconds=j.seconds + (time.perf_counter() - started), expert=j.expert,
             base={s: summary(j.base[s], j.expert[s]) for s in ("val", "test")}, enmp=enmp, random=random,
-            greedy=greedy, decision=self.strategy.decision or None)
+            greedy=greedy, decision=decision.text,
+            expected_gain=None if decision.expected_gain is None else decision.expected_gain.to_json())
         self._write_outputs(mask)
         if finish is not None:
             finish(report)

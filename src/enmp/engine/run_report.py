@@ -42,6 +42,17 @@ class Baseline(SplitScores):
     repeats: Optional[int] = None
 
 
+class ExpectedGain(_Model):
+    """The gain (mean normalized accuracy points over the full merge) to expect on new data, with a `level`
+    interval, from validation examples the decision did not fit (`basis` says which)."""
+
+    value: float
+    low: float
+    high: float
+    level: float
+    basis: str
+
+
 class RunReport(_Model):
     tasks: list[str]
     method: str
@@ -60,6 +71,7 @@ class RunReport(_Model):
     random: Optional[Baseline] = None
     greedy: Optional[Baseline] = None
     decision: Optional[str] = None  # how the strategy chose its answer, when it says (e.g. `fast`'s final check)
+    expected_gain: Optional[ExpectedGain] = None  # strategies that estimate it from data the decision did not fit
 
     def gain(self, split: str) -> float:
         """The found mask's mean normalized accuracy on `split` minus the full merge's."""

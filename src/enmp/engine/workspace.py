@@ -12,12 +12,11 @@ from ..adapters import AdapterSet, BaseCheckpoint, load_adapter_set
 from ..config import RunConfig, TaskConfig
 from ..dtypes import DTYPES
 from ..errors import EnmpError, first_line
-from ..evaluation import (CausalLMTask, ClassificationTask, ClipZeroShotTask, PreparedSplit, TaskKind,
+from ..evaluation import (CausalLMTask, ClassificationTask, ClipZeroShotTask, Examples, PreparedSplit, TaskKind,
                           load_examples, load_head)
-from ..masking import group_labels
-from ..search import get_strategy
+from ..masking import group_labels, target_groups
+from ..search import Subset
 from .cache import MergeCache
-from .evaluator import fold_split
 from .patch import LivePatcher, parameter_name
 from .prefix import PrefixCache, find_layer_list
 
@@ -121,6 +120,11 @@ class RunInputs:
     def task_names(self) -> list[str]:
         return self.adapters.tasks
 
+    def target_layout(self) -> tuple[list[int], list[int]]:
+        """Each adapted matrix's transformer layer and mask group (what the cost model needs to know)."""
+        targets = self.adapters.targets
+        return [t.layer for t in targets], target_groups(targets, self.groups, self.cfg.search.grouping)
+
 
 def load_inputs(cfg: RunConfig, log: Optional[Callable[[str], None]] = None) -> RunInputs:
     (log or (lambda _msg: None))("checking base model and adapters")
@@ -138,6 +142,9 @@ class Workspace(RunInputs):
     splits: dict[str, list[PreparedSplit]] = field(default_factory=dict)
     device: torch.device = torch.device("cpu")
     processors: dict = field(default_factory=dict)  # task kind → tokenizer / image processor
+    examples: dict[str, list[Examples]] = field(default_factory=dict)  # split → per task, as loaded
+
+    _subsets: dict = field(default_factory=dict)  # (split, task, subset key) → PreparedSplit
 
     _patcher: Optional[LivePatcher] = None
     _prefix: Optional[PrefixCache] = None
@@ -151,6 +158,21 @@ class Workspace(RunInputs):
             self._patcher = LivePatcher(self.model, self.adapters, self.groups, self.cfg.search.grouping,
                                         MergeCache(self.cfg.eval.cache_mb))
         return self._patcher
+
+    def prepare(self, task: int, ex: Examples) -> PreparedSplit:
+        """Model inputs for some examples of one task (tokenised or preprocessed once, batched by length)."""
+        tc = self.cfg.tasks[task]
+        return self.tasks[task].prepare(ex, self.processors[tc.kind], batch_size=self.cfg.eval.batch_size,
+                                        max_length=self.cfg.eval.max_length).to(self.device)
+
+    def prepared(self, split: str, task: int, subset: Optional[Subset] = None) -> PreparedSplit:
+        """A split's prepared inputs for one task, or those of a subset of its examples (prepared on first use)."""
+        if subset is None:
+            return self.splits[split][task]
+        key = (split, task, subset.key)
+        if key not in self._subsets:
+            self._subsets[key] = self.prepare(task, self.examples[split][task].subset(subset.index[task].tolist()))
+        return self._subsets[key]
 
     def layer_list(self) -> Optional[torch.nn.ModuleList]:
         """The ModuleList of transformer layers the adapters live in (None when it cannot be found)."""
@@ -197,27 +219,16 @@ def build_workspace(cfg: RunConfig, *, splits=("val", "test"), inputs: Optional[
     kinds = {tc.kind for tc in cfg.tasks}
     processors = {k: base.gguf.tokenizer(cfg.trust_remote_code) if base.gguf is not None  # inside the GGUF
                   else load_processor(base, k, cfg.trust_remote_code) for k in kinds}
-    n_folds = get_strategy(cfg.search.strategy).validation_folds(cfg.search.options) if "val" in splits else 0
-    prepared: dict[str, list[PreparedSplit]] = {s: [] for s in (*splits, *map(fold_split, range(n_folds)))}
-    for tc, task in zip(cfg.tasks, tasks):
-        def prepare(ex):
-            return task.prepare(ex, processors[tc.kind], batch_size=cfg.eval.batch_size,
-                                max_length=cfg.eval.max_length).to(device)
-
+    ws = Workspace(cfg, base, adapters, inputs.groups, None, tasks, {s: [] for s in splits}, device, processors,
+                   {s: [] for s in splits})
+    for t, tc in enumerate(cfg.tasks):
         for split in splits:
             log(f"preparing {tc.name} ({split})")
             limit = cfg.eval.val_samples if split == "val" else cfg.eval.test_samples
-            ex = load_examples(tc.data, split, task.head.labels, max_samples=limit, seed=cfg.eval.data_seed,
+            ex = load_examples(tc.data, split, tasks[t].head.labels, max_samples=limit, seed=cfg.eval.data_seed,
                                where=f"task '{tc.name}'")
-            prepared[split].append(prepare(ex))
-            if split == "val" and n_folds:
-                if len(ex) < n_folds:
-                    raise EnmpError(f"{len(ex)} validation examples cannot fill the {n_folds} folds of search "
-                                    f"'{cfg.search.strategy}'", where=f"task '{tc.name}'",
-                                    fix="give more validation examples (eval.val_samples) or fewer folds "
-                                        "(search.options.folds)")
-                for f, fold in enumerate(ex.folds(n_folds, seed=cfg.eval.data_seed)):
-                    prepared[fold_split(f)].append(prepare(fold))
+            ws.examples[split].append(ex)
+            ws.splits[split].append(ws.prepare(t, ex))
     log("loading base model")
-    model = load_model(base, kinds, DTYPES[cfg.eval.dtype], device, cfg.trust_remote_code)
-    return Workspace(cfg, base, adapters, inputs.groups, model, tasks, prepared, device, processors)
+    ws.model = load_model(base, kinds, DTYPES[cfg.eval.dtype], device, cfg.trust_remote_code)
+    return ws

@@ -31,12 +31,6 @@ class Examples:
         pick = (lambda xs: None if xs is None else [xs[i] for i in index])
         return Examples(pick(self.texts), pick(self.pairs), pick(self.images), [self.labels[i] for i in index])
 
-    def folds(self, k: int, seed: int) -> list["Examples"]:
-        """k disjoint folds of (almost) equal size, drawn by a seeded permutation (every example in one)."""
-        import numpy as np
-
-        order = np.random.default_rng(seed).permutation(len(self))
-        return [self.subset(sorted(int(i) for i in order[f::k])) for f in range(k)]
 
 
 def _no_rows(path: Path, fmt: str) -> bool:

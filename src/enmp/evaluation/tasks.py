@@ -18,8 +18,12 @@ from .heads import Head
 
 @dataclass
 class PreparedSplit:
+    """Model inputs of one split in batches of similar length; `order` is the example index of each label
+    in batch order, so that results can be put back in the examples' own order."""
+
     batches: list[dict[str, torch.Tensor]]
     labels: list[torch.Tensor]
+    order: list[int]
 
     @property
     def n(self) -> int:
@@ -32,7 +36,7 @@ class PreparedSplit:
 
     def to(self, device: torch.device) -> "PreparedSplit":
         return PreparedSplit([{k: v.to(device) for k, v in b.items()} for b in self.batches],
-                             [y.to(device) for y in self.labels])
+                             [y.to(device) for y in self.labels], self.order)
 
 
 def _length_batches(lengths: list[int], batch_size: int) -> list[list[int]]:
@@ -82,12 +86,13 @@ class ClassificationTask(TaskKind):
         tokenizer.padding_side = "right"  # "last" pooling reads the last real token of right-padded rows
         enc = tokenizer(ex.texts, ex.pairs, truncation=True, max_length=max_length)
         lengths = [len(ids) for ids in enc["input_ids"]]
-        batches, labels = [], []
+        batches, labels, order = [], [], []
         for idx in _length_batches(lengths, batch_size):
             feats = [{k: enc[k][i] for k in enc.keys()} for i in idx]
             batches.append(dict(tokenizer.pad(feats, return_tensors="pt")))
             labels.append(torch.tensor([ex.labels[i] for i in idx]))
-        return PreparedSplit(batches, labels)
+            order += idx
+        return PreparedSplit(batches, labels, order)
 
     def predict(self, model, batch):
         h = _hidden(model, batch)
@@ -129,7 +134,7 @@ class ClipZeroShotTask(TaskKind):
             pix = image_processor(images=imgs, return_tensors="pt")["pixel_values"]
             batches.append({"pixel_values": pix})
             labels.append(torch.tensor(ex.labels[start:start + batch_size]))
-        return PreparedSplit(batches, labels)
+        return PreparedSplit(batches, labels, list(range(len(ex))))
 
     def predict(self, model, batch):
         out = model(pixel_values=batch["pixel_values"].to(next(model.parameters()).dtype))
@@ -171,7 +176,7 @@ class CausalLMTask(TaskKind):
         # Every (prompt, label word) pair becomes one row; scores are summed label-token log-probs.
         n_cls = len(words)
         lengths = [len(p) for p in enc["input_ids"]]
-        batches, labels = [], []
+        batches, labels, order = [], [], []
         per_batch = max(1, batch_size // n_cls)
         for idx in _length_batches(lengths, per_batch):
             rows, starts, ends = [], [], []
@@ -186,7 +191,8 @@ class CausalLMTask(TaskKind):
             padded["_ncls"] = torch.tensor(n_cls)
             batches.append(padded)
             labels.append(torch.tensor([ex.labels[i] for i in idx]))
-        return PreparedSplit(batches, labels)
+            order += idx
+        return PreparedSplit(batches, labels, order)
 
     def predict(self, model, batch):
         inputs = {k: v for k, v in batch.items() if not k.startswith("_")}
@@ -203,14 +209,18 @@ class CausalLMTask(TaskKind):
 
 def correct(task: TaskKind, model: torch.nn.Module, split: PreparedSplit,
             before_batch: Optional[Callable[[int], None]] = None) -> torch.Tensor:
-    """Whether each example is predicted right (bool, in batch order: the same order for every candidate)."""
+    """Whether each example is predicted right (bool, in the examples' own order)."""
     out = []
     with torch.inference_mode():
         for i, (batch, y) in enumerate(zip(split.batches, split.labels)):
             if before_batch is not None:
                 before_batch(i)
             out.append((task.predict(model, batch) == y).cpu())
-    return torch.cat(out) if out else torch.zeros(0, dtype=torch.bool)
+    if not out:
+        return torch.zeros(0, dtype=torch.bool)
+    right = torch.empty(split.n, dtype=torch.bool)
+    right[torch.tensor(split.order, dtype=torch.long)] = torch.cat(out)
+    return right
 
 
 def accuracy(task: TaskKind, model: torch.nn.Module, split: PreparedSplit,

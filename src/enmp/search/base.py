@@ -1,35 +1,48 @@
 """Search strategies over task × group keep-masks: the ask/tell contract, best-ever tracking, registry.
 
-A strategy knows nothing of models. It proposes keep-masks (bool, shape (T, G), True = keep) and is told
-their fitness (higher is better). The runner drives it::
+A strategy knows nothing of models. It proposes keep-masks (bool, shape (T, G), True = keep), each on some
+validation examples (`Candidate.examples`, None = all of them), and is told one `Outcome` per candidate:
+per-example right/wrong and the fitness on those examples (higher is better). The runner drives it::
 
+    s.start(ValidationData(sizes, seed, full))   # optional for strategies that need no data facts
     while not s.done:
         cands = s.ask()
-        s.tell(cands, evaluate(cands))
+        s.tell(cands, [evaluate(c.mask, c.examples) for c in cands])
+    decision = s.decide(full_fitness)
 
-Fitness values may come from the runner's cache, so a strategy must never assume fresh evaluations.
-A non-finite fitness (NaN, ±inf) marks a failed candidate: it counts as the worst and never becomes best.
-A strategy is deterministic given its seed and the fitnesses it is told, so a fresh one told the same
-fitnesses again asks the same candidates: that replay is how `--resume` restores it (no saved state).
+`tell` also takes bare fitness values (pycma's `tell(X, f)`) for strategies that only read `fitness`.
+Outcomes may come from the runner's cache, so a strategy must never assume fresh evaluations. A failed
+candidate (fitness −inf) counts as the worst and never becomes best. A strategy is deterministic given its
+seed, its `ValidationData` and the outcomes it is told, so a fresh one told the same outcomes again asks the
+same candidates: that replay is how `--resume` restores it (no saved state).
 """
 
 from __future__ import annotations
 
 import math
-import numbers
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
-from typing import Any, ClassVar, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Optional, Sequence
 
 import numpy as np
 
 from ..errors import EnmpError
 from ..masking import prune_budget
+from ..options import Option, Options
+from .outcome import Outcome, Subset
+
+#: the settings every strategy takes (search.rho, .seed, .popsize, .generations), declared once
+COMMON = Options(
+    Option("rho", float, 0.2, "at most ⌊ρ·T·G⌋ modules are pruned", low=0, high=1, low_open=True, high_open=True),
+    Option("seed", int, 1, "the strategy's own random generator (any integer ≥ 0 is reproducible)", low=0),
+    Option("popsize", int, 16, "candidates per generation", low=2),
+    Option("generations", int, 60, "generations (an upper bound for strategies that stop early)", low=1),
+)
 
 
 @dataclass(eq=False)
 class Candidate:
-    """One proposed mask and the optimiser's sample behind it.
+    """One proposed mask, the examples to score it on, and the optimiser's sample behind it.
 
     ``z`` is what the optimiser learns from: for ``cma`` the latent that ``masking.decode`` turned into
     ``mask``; for ``cmawm`` its raw margin sample; None for strategies without a latent.
@@ -37,51 +50,72 @@ class Candidate:
 
     mask: np.ndarray  # bool (T, G), True = keep
     z: np.ndarray | None = None
-    tag: str = ""  # "full", "probe", "final" or "" for ordinary population members
-    folds: tuple[int, ...] | None = None  # validation folds to score it on (None: the whole split)
+    tag: str = ""  # what the candidate is for ("full", "probe", "final", …); "" for population members
+    examples: Subset | None = None  # validation examples to score it on (None: the whole split)
 
     def copy(self) -> "Candidate":
-        return Candidate(self.mask.copy(), None if self.z is None else self.z.copy(), self.tag, self.folds)
+        return Candidate(self.mask.copy(), None if self.z is None else self.z.copy(), self.tag, self.examples)
 
 
-def check_int(value: Any, name: str, low: int, where: str | None = None) -> int:
-    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < low:
-        raise EnmpError(f"{name} must be an integer ≥ {low}, got {value!r}", where=where or f"--{name}",
-                        fix=f"set it to a whole number of at least {low}")
-    return int(value)
+@dataclass(frozen=True)
+class ValidationData:
+    """What a strategy may know of the validation split before it asks: examples per task, the seed that drew
+    them (strategies that cut folds draw from it too), and the full merge's outcome on all of them."""
+
+    sizes: tuple[int, ...]
+    seed: int = 0
+    full: Optional[Outcome] = None
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """The expected gain on new data (mean normalized accuracy points) with a `level` interval, computed from
+    validation examples the decision did not fit; `basis` says which."""
+
+    value: float
+    low: float
+    high: float
+    level: float
+    basis: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"value": self.value, "low": self.low, "high": self.high, "level": self.level, "basis": self.basis}
+
+
+@dataclass
+class Decision:
+    """A search's answer: the mask, how it was chosen (reports print it), and the gain to expect from it."""
+
+    mask: np.ndarray
+    text: Optional[str] = None
+    expected_gain: Optional[Estimate] = None
+    details: dict = field(default_factory=dict)  # strategy-specific evidence, saved in report.json
 
 
 class Strategy(ABC):
-    """Base class: validation, pending-candidate bookkeeping and best-ever tracking.
+    """Base class: options, pending-candidate bookkeeping and best-ever tracking.
 
-    Subclasses implement ``_ask`` (new candidates for this generation) and ``_tell`` (update from fitness
-    with failures already mapped to -inf), and may override ``n_generations`` and ``OPTIONS``.
-    ``seed`` may be any integer ≥ 0: every strategy seeds its own generator from it (never the clock and
-    never numpy's global state), so 0 is as reproducible as any other seed.
+    Subclasses declare `OPTIONS` (typed, with defaults: validation, YAML, `--help` and the docs read them),
+    implement ``_ask`` (new candidates for this round) and ``_tell`` (update from outcomes, failures already
+    at −inf), and may override ``n_generations``, ``start`` and ``decide``. Every strategy seeds its own
+    generator from ``seed`` (never the clock, never numpy's global state).
     """
 
     name: ClassVar[str] = ""
-    decision: str = ""  # set by strategies that explain how they chose the final mask (reports print it)
-    OPTIONS: ClassVar[frozenset[str]] = frozenset()  # extra keyword options this strategy accepts
+    summary: ClassVar[str] = ""  # one line for `--help` and the docs
+    OPTIONS: ClassVar[Options] = Options()  # the strategy's own options (search.options)
 
-    def __init__(self, shape: tuple[int, int], *, rho: float = 0.2, seed: int = 1, popsize: int = 16,
-                 generations: int = 60, **options: Any):
+    def __init__(self, shape: tuple[int, int], **settings: Any):
         if (not isinstance(shape, (tuple, list)) or len(shape) != 2
-                or any(not isinstance(n, numbers.Integral) or isinstance(n, bool) or n < 1 for n in shape)):
+                or any(not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 1 for n in shape)):
             raise EnmpError(f"mask shape must be (tasks ≥ 1, groups ≥ 1), got {shape!r}", where="search")
-        if (not isinstance(rho, numbers.Real) or isinstance(rho, bool) or not math.isfinite(rho)
-                or not 0.0 < rho < 1.0):
-            raise EnmpError(f"ρ must be a fraction in (0, 1), got {rho!r}", where="--rho")
-        unknown = sorted(set(options) - self.OPTIONS)
-        if unknown:
-            raise EnmpError(f"search '{self.name}' has no option(s) {', '.join(unknown)}", where="search",
-                            fix=f"accepted: {', '.join(sorted(self.OPTIONS)) or 'none'}")
+        common = COMMON.resolve({k: settings.pop(k) for k in COMMON if k in settings}, where="search")
+        self.options = self.OPTIONS.resolve(settings, where="search.options", owner=f"search '{self.name}'")
         self.shape = (int(shape[0]), int(shape[1]))
-        self.rho = float(rho)
-        self.seed = check_int(seed, "seed", 0)
-        self.popsize = check_int(popsize, "popsize", 2)
-        self.generations = check_int(generations, "generations", 1)
+        self.rho, self.seed = common["rho"], common["seed"]
+        self.popsize, self.generations = common["popsize"], common["generations"]
         self.generation = 0
+        self.data: Optional[ValidationData] = None
         self.best: Candidate | None = None
         self.best_fitness = -math.inf
         self._pending: list[Candidate] | None = None
@@ -98,12 +132,18 @@ class Strategy(ABC):
 
     @property
     def n_generations(self) -> int:
-        """Total generations this strategy will run (for progress displays)."""
+        """Total rounds this strategy will run (an upper bound, for progress displays)."""
         return self.generations
 
     @property
     def done(self) -> bool:
         return self.generation >= self.n_generations
+
+    @property
+    def reference_fitness(self) -> Optional[float]:
+        """The full merge's fitness on the examples `best_fitness` was measured on (None: unknown): a gain
+        over the full merge is best_fitness − reference_fitness."""
+        return None if self.data is None or self.data.full is None else self.data.full.fitness
 
     def _require_budget(self) -> None:
         """Searches that prune by the ρ budget are pointless when it allows no module at all."""
@@ -115,63 +155,66 @@ class Strategy(ABC):
     def _full(self) -> np.ndarray:
         return np.ones(self.shape, dtype=bool)
 
-    # ------------------------------------------------------------------ ask / tell
+    # ------------------------------------------------------------------ the contract
+    def validate(self, data: ValidationData) -> None:
+        """Raise an EnmpError when this strategy cannot run on such a validation split (e.g. too few examples
+        for its folds). Runners call it before writing anything; `start` calls it too."""
+        if len(data.sizes) != self.shape[0]:
+            raise ValueError(f"{len(data.sizes)} task sizes for a {self.shape[0]}-task search")
+
+    def start(self, data: ValidationData) -> None:
+        """Learn the validation split's facts before the first ask. The full merge's outcome, when given, is
+        the best so far: a mask must beat it to become best."""
+        self.validate(data)
+        self.data = data
+        if data.full is not None and not data.full.failed and self.best is None:
+            self.best, self.best_fitness = Candidate(self._full(), tag="full"), data.full.fitness
+
     def ask(self) -> list[Candidate]:
-        """This generation's candidates. Asking again before ``tell`` returns the same candidates."""
+        """This round's candidates. Asking again before ``tell`` returns the same candidates."""
         if self.done:
-            raise RuntimeError(f"search '{self.name}' is done after {self.generation} generations")
+            raise RuntimeError(f"search '{self.name}' is done after {self.generation} rounds")
         if self._pending is None:
             self._pending = self._ask()
         return [c.copy() for c in self._pending]
 
-    @classmethod
-    def validation_folds(cls, options: dict) -> int:
-        """How many folds the validation split must be cut into for this strategy (0: it scores whole splits)."""
-        return 0
-
-    def final_mask(self, full_fitness: float) -> np.ndarray:
-        """The search's answer: the best-ever mask if it beats the full merge (`full_fitness`), else the full
-        merge. Strategies that decide otherwise (e.g. on held-out folds) override this."""
-        if self.best is not None and self.best_fitness > full_fitness:
-            return self.best.mask.copy()
-        return self._full()
-
-    def _may_become_best(self, cand: Candidate) -> bool:
-        """Whether a candidate's fitness is comparable with the best-ever (all candidates, unless scored on
-        part of the data)."""
-        return True
-
-    def tell(self, cands: Sequence[Candidate], fitnesses: Sequence[float],
-             fold_scores: Sequence[np.ndarray | None] | None = None) -> None:
-        """Report fitness (higher is better) for the candidates of the last ``ask``, in the same order.
-
-        ``fold_scores`` (for candidates asked with ``folds``): per candidate a (tasks × folds) array of
-        normalized accuracies on those folds, or None for a failed candidate.
-        """
+    def tell(self, cands: Sequence[Candidate], results: Sequence[Outcome | float]) -> None:
+        """Report the outcomes of the last ``ask``'s candidates, in the same order (Outcomes, or bare fitness
+        values for strategies that read only fitness)."""
         pending = self._pending
         if pending is None:
             raise RuntimeError("tell() without a pending ask()")
-        if len(cands) != len(pending) or len(fitnesses) != len(pending):
-            raise ValueError(f"expected {len(pending)} candidates and fitnesses, got {len(cands)} and "
-                             f"{len(fitnesses)}")
+        if len(cands) != len(pending) or len(results) != len(pending):
+            raise ValueError(f"expected {len(pending)} candidates and outcomes, got {len(cands)} and {len(results)}")
         if any(not np.array_equal(c.mask, p.mask) for c, p in zip(cands, pending)):
             raise ValueError("tell() got candidates that differ from the last ask() (order matters)")
-        fits = np.array([float(f) for f in fitnesses], dtype=float)
-        fits[~np.isfinite(fits)] = -math.inf
-        for cand, fit in zip(pending, fits):
-            # strict: ties keep the earlier candidate; failures never win
-            if fit > self.best_fitness and self._may_become_best(cand):
-                self.best, self.best_fitness = cand.copy(), float(fit)
-        self._fold_scores = list(fold_scores) if fold_scores is not None else [None] * len(pending)
-        self._tell(pending, fits)
+        outcomes = [Outcome.of(r) for r in results]
+        for o in outcomes:
+            if o.failed:
+                o.fitness = -math.inf
+        self._track_best(pending, outcomes)
+        self._tell(pending, outcomes)
         self._pending = None
         self.generation += 1
+
+    def _track_best(self, cands: Sequence[Candidate], outcomes: Sequence[Outcome]) -> None:
+        """Best-ever among candidates scored on the whole split (strict: ties keep the earlier one; failures
+        never win). Strategies that score on parts of the split track their own incumbent instead."""
+        for cand, out in zip(cands, outcomes):
+            if cand.examples is None and out.fitness > self.best_fitness:
+                self.best, self.best_fitness = cand.copy(), float(out.fitness)
+
+    def decide(self, full_fitness: float) -> Decision:
+        """The search's answer: the best-ever mask if it beats the full merge's fitness, else the full merge."""
+        if self.best is not None and self.best_fitness > full_fitness:
+            return Decision(self.best.mask.copy())
+        return Decision(self._full())
 
     @abstractmethod
     def _ask(self) -> list[Candidate]: ...
 
     @abstractmethod
-    def _tell(self, cands: list[Candidate], fits: np.ndarray) -> None: ...
+    def _tell(self, cands: list[Candidate], outcomes: list[Outcome]) -> None: ...
 
 
 # ---------------------------------------------------------------------- registry

@@ -12,24 +12,26 @@ refused, pointing to `cma`/`fast`, which switch to diagonal CMA-ES there.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from ..errors import EnmpError
 from ..masking import decode
+from ..options import Option, Options
 from .base import Candidate, Strategy, register
-from .cma_strategy import FAILED_PENALTY, FULL_COVARIANCE_MAX, latent_mean0, positive_float
+from .pycma import FULL_COVARIANCE_MAX, SIGMA0, latent_mean0, losses
 
 
 @register("cmawm")
 class CmaWmStrategy(Strategy):
-    """Options: ``sigma0`` (default 0.3), ``mean0`` in [0, 1] (default 0 = full merge)."""
+    summary = "CMA-ES with Margin (cmaes.CMAwM) on one binary variable per module"
+    OPTIONS = Options(
+        SIGMA0.with_default(0.3),
+        Option("mean0", float, 0.0, "initial mean of every bit in [0, 1] (0: keep everything)", low=0, high=1,
+               sequence=True),
+    )
 
-    OPTIONS = frozenset({"sigma0", "mean0"})
-
-    def __init__(self, shape, *, sigma0: float = 0.3, mean0=0.0, **kw):
-        super().__init__(shape, sigma0=sigma0, mean0=mean0, **kw)
+    def __init__(self, shape, **settings):
+        super().__init__(shape, **settings)
         self._require_budget()
         if self.n_modules > FULL_COVARIANCE_MAX:
             raise EnmpError(f"search 'cmawm' keeps a full {self.n_modules}×{self.n_modules} covariance and "
@@ -41,10 +43,8 @@ class CmaWmStrategy(Strategy):
         except ImportError:
             raise EnmpError("search 'cmawm' needs the 'cmaes' package", where="--search",
                             fix="pip install 'enmp[fast]' or use --search cma") from None
-        self.sigma0 = positive_float(sigma0, "sigma0")
-        self.mean0 = latent_mean0(mean0, self.n_modules)
-        if ((self.mean0 < 0) | (self.mean0 > 1)).any():
-            raise EnmpError("mean0 must lie in [0, 1] for cmawm (0 = keep, 1 = prune)", where="mean0")
+        self.sigma0 = self.options["sigma0"]
+        self.mean0 = latent_mean0(self.options["mean0"], self.n_modules)
         n = self.n_modules
         self.opt = CMAwM(mean=self.mean0.copy(), sigma=self.sigma0, bounds=np.tile([0.0, 1.0], (n, 1)),
                          steps=np.ones(n), seed=self.seed, population_size=self.popsize)
@@ -59,5 +59,5 @@ class CmaWmStrategy(Strategy):
             cands.append(Candidate(decode(score, self.rho, self.shape), raw.copy()))
         return cands
 
-    def _tell(self, cands, fits) -> None:
-        self.opt.tell([(c.z, FAILED_PENALTY if f == -math.inf else -float(f)) for c, f in zip(cands, fits)])
+    def _tell(self, cands, outcomes) -> None:
+        self.opt.tell(list(zip((c.z for c in cands), losses(o.fitness for o in outcomes))))

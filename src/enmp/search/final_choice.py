@@ -13,7 +13,7 @@ so the held-out check sees mostly noise unless the masks put to it are more robu
 * `union` — all of the above: masks found three different ways, so that a real gain that one way misses
   still reaches the check.
 
-Pure functions over keep-strings and fold scores; no models.
+Pure functions over keep-strings and per-example `Evidence`; no models.
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from ..masking import keep_from_str, keep_to_str
-from .racing import FoldScores, pooled_fitness
+from .evidence import Evidence
+from .outcome import Subset
 
 #: option value → how the report names the mask it puts to the held-out check
 FINAL_CHOICES = {"best": "the best contender", "consensus": "the consensus mask", "surrogate": "the surrogate's mask",
@@ -54,24 +55,24 @@ def ridge_effects(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return np.linalg.solve(x.T @ x + RIDGE * np.eye(n), x.T @ y)
 
 
-def surrogate_mask(scores: Mapping[str, FoldScores], full: str, folds: Sequence[int], n_prune: int) -> str:
+def surrogate_mask(evidence: Evidence, full: str, examples: Subset, n_prune: int) -> str:
     """Prune the `n_prune` modules (at most; only positive ones) with the largest ridge-estimated effect on
-    the fitness over `folds`, from every mask scored on all of them."""
-    scored = [(k, s) for k, s in scores.items() if k != full and all(f in s for f in folds)]
+    the fitness over `examples`, from every mask scored on all of them."""
+    scored = [k for k in evidence.keys() if k != full and evidence.covers(k, examples)]
     if not scored:
         return full
     shape = keep_from_str(full).shape
-    base = pooled_fitness(scores[full], folds)
-    x = np.asarray([(~keep_from_str(k)).ravel() for k, _ in scored], dtype=float)
-    y = np.asarray([pooled_fitness(s, folds) - base for _, s in scored])
+    base = evidence.fitness(full, examples)
+    x = np.asarray([(~keep_from_str(k)).ravel() for k in scored], dtype=float)
+    y = np.asarray([evidence.fitness(k, examples) - base for k in scored])
     effect = ridge_effects(x, y)
     keep = np.ones(x.shape[1], dtype=bool)
     keep[[i for i in np.argsort(-effect, kind="stable")[:n_prune] if effect[i] > 0]] = False
     return keep_to_str(keep.reshape(shape))
 
 
-def final_contenders(rule: str, full_fitness: Mapping[str, float], scores: Mapping[str, FoldScores], full: str,
-                     first_block: Sequence[int], contenders: int, voters: int) -> list[str]:
+def final_contenders(rule: str, full_fitness: Mapping[str, float], evidence: Evidence, full: str,
+                     first_block: Subset, contenders: int, voters: int) -> list[str]:
     """The masks (keep-strings, distinct, never the full merge) to score on the held-out folds under `rule`."""
     ranked = ranked_better(full_fitness, full)
     if not ranked:
@@ -82,5 +83,5 @@ def final_contenders(rule: str, full_fitness: Mapping[str, float], scores: Mappi
     if rule in ("consensus", "union"):
         out.append(consensus_mask(ranked[:voters]))
     if rule in ("surrogate", "union"):
-        out.append(surrogate_mask(scores, full, first_block, int((~keep_from_str(ranked[0])).sum())))
+        out.append(surrogate_mask(evidence, full, first_block, int((~keep_from_str(ranked[0])).sum())))
     return [k for k in dict.fromkeys(out) if k != full]

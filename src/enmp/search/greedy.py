@@ -1,9 +1,9 @@
 """Greedy-pruning baseline (reproduced faithfully, including its weakness).
 
-Generation 0 scores every module alone: the full mask plus each single-module pruning. A module's gain is
-F(pruned alone) − F(full). Generation 1 prunes every module with positive gain, largest first, at most
+Round 0 scores every module alone: the full mask plus each single-module pruning. A module's gain is
+F(pruned alone) − F(full). Round 1 prunes every module with positive gain, largest first, at most
 ⌊ρ·T·G⌋ of them. The paper shows this collapses: modules interact, so individually harmful modules are
-not jointly harmful. Generation 0 has T·G + 1 candidates whatever ``popsize`` says.
+not jointly harmful. Round 0 has T·G + 1 candidates whatever ``popsize`` says.
 """
 
 from __future__ import annotations
@@ -13,12 +13,25 @@ import numpy as np
 from .base import Candidate, Strategy, register
 
 
+def single_prunings(shape: tuple[int, int], examples=None) -> list[Candidate]:
+    """One candidate per module: the full merge with only that module pruned (task-major order)."""
+    n = shape[0] * shape[1]
+    out = []
+    for i in range(n):
+        keep = np.ones(n, dtype=bool)
+        keep[i] = False
+        out.append(Candidate(keep.reshape(shape), tag="probe", examples=examples))
+    return out
+
+
 @register("greedy")
 class GreedyStrategy(Strategy):
-    def __init__(self, shape, **kw):
-        super().__init__(shape, **kw)
+    summary = "the paper's greedy baseline: prune every module that helps when pruned alone (up to the ρ budget)"
+
+    def __init__(self, shape, **settings):
+        super().__init__(shape, **settings)
         self._require_budget()
-        self.gains: np.ndarray | None = None  # (T, G) after generation 0; -inf where unknown
+        self.gains: np.ndarray | None = None  # (T, G) after round 0; -inf where unknown
 
     @property
     def n_generations(self) -> int:
@@ -26,20 +39,16 @@ class GreedyStrategy(Strategy):
 
     def _ask(self) -> list[Candidate]:
         if self.generation == 0:
-            cands = [Candidate(self._full(), tag="full")]
-            for i in range(self.n_modules):
-                keep = np.ones(self.n_modules, dtype=bool)
-                keep[i] = False
-                cands.append(Candidate(keep.reshape(self.shape), tag="probe"))
-            return cands
+            return [Candidate(self._full(), tag="full")] + single_prunings(self.shape)
         keep = np.ones(self.n_modules, dtype=bool)
         gains = self.gains.ravel()
         order = np.argsort(-gains, kind="stable")[: self.budget]
         keep[order[gains[order] > 0]] = False
         return [Candidate(keep.reshape(self.shape), tag="final")]
 
-    def _tell(self, cands, fits) -> None:
+    def _tell(self, cands, outcomes) -> None:
         if self.generation == 0:
+            fits = np.array([o.fitness for o in outcomes])
             # A failed probe (or a failed full merge) gives no usable gain: that module is never pruned.
             with np.errstate(invalid="ignore"):
                 gains = fits[1:] - fits[0]

@@ -7,6 +7,8 @@ from .base import Candidate, Strategy, register
 
 @register("none")
 class NoneStrategy(Strategy):
+    summary = "no pruning: the plain merge"
+
     @property
     def n_generations(self) -> int:
         return 1
@@ -14,5 +16,5 @@ class NoneStrategy(Strategy):
     def _ask(self) -> list[Candidate]:
         return [Candidate(self._full(), tag="full")]
 
-    def _tell(self, cands, fits) -> None:
+    def _tell(self, cands, outcomes) -> None:
         """Nothing to learn: one evaluation, tracked as best by the base class."""

@@ -9,21 +9,25 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import EnmpError
-from .base import Candidate, Strategy, check_int, register
+from ..options import Option, Options
+from .base import Candidate, Strategy, register
 
 
 @register("random")
 class RandomStrategy(Strategy):
-    OPTIONS = frozenset({"n_prune"})
+    summary = "random masks pruning a fixed number of modules (the paper's random baseline, as a search)"
+    OPTIONS = Options(Option("n_prune", int, None, "modules each mask prunes (null: the ρ budget)", low=0,
+                             nullable=True))
 
-    def __init__(self, shape, *, n_prune: int | None = None, **kw):
-        super().__init__(shape, n_prune=n_prune, **kw)
+    def __init__(self, shape, **settings):
+        super().__init__(shape, **settings)
+        n_prune = self.options["n_prune"]
         if n_prune is None:
             self._require_budget()
             n_prune = self.budget
-        self.n_prune = check_int(n_prune, "n_prune", 0, where="n_prune")
-        if self.n_prune > self.n_modules:
-            raise EnmpError(f"n_prune = {self.n_prune} exceeds the {self.n_modules} modules", where="n_prune")
+        if n_prune > self.n_modules:
+            raise EnmpError(f"n_prune = {n_prune} exceeds the {self.n_modules} modules", where="search.options.n_prune")
+        self.n_prune = n_prune
         self.rng = np.random.default_rng(self.seed)
 
     def sample(self, count: int) -> list[np.ndarray]:
@@ -38,5 +42,5 @@ class RandomStrategy(Strategy):
     def _ask(self) -> list[Candidate]:
         return [Candidate(keep) for keep in self.sample(self.popsize)]
 
-    def _tell(self, cands, fits) -> None:
+    def _tell(self, cands, outcomes) -> None:
         """Nothing to learn: the base class already keeps the best-ever mask."""

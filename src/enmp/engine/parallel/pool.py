@@ -18,6 +18,7 @@ from typing import Optional, Sequence
 
 from ...errors import EnmpError, first_line
 from ...merging import MergeParams
+from ..accounting import CostModel
 from ..evaluator import Evaluator, Job, JobResult
 from ..workspace import RunInputs
 from .cluster import import_ray, plan_workers, start_ray
@@ -58,6 +59,9 @@ class ParallelEvaluator(Evaluator):
             self._remote = self._ray.remote(**self.plan["options"])(Worker)
             self._actors = [self._spawn() for _ in range(self.cfg.parallel.workers)]
             self.workers_info = [self._check_ready(a) for a in self._actors]
+            first = self.workers_info[0]  # every worker loaded the same model (checked by _check_ready)
+            self.cost_model = CostModel(*inputs.target_layout(), first["n_layers"], first["prefix"])
+            self.val_sizes = tuple(first["val_sizes"])
         except BaseException:
             self.close()
             raise

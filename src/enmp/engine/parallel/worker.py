@@ -35,8 +35,10 @@ class Worker:
             return {"error": self.error}
         import torch
 
+        model = self.ev.cost_model
         return {"shape": self.ev.shape, "tasks": self.ev.task_names, "pid": self.pid,
-                "device": str(self.ev.ws.device), "threads": torch.get_num_threads()}
+                "device": str(self.ev.ws.device), "threads": torch.get_num_threads(),
+                "n_layers": model.n_layers, "prefix": model.prefix, "val_sizes": self.ev.val_sizes}
 
     def run(self, jobs: Sequence[Job]) -> dict:
         """Results of `jobs` plus the wall and CPU seconds spent (the pool's utilisation accounting)."""
