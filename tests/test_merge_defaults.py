@@ -46,7 +46,7 @@ def test_every_method_declares_its_defaults_once():
         assert method_params(name) == method_params(name, **{k: None for k in ("lam", "top_k", "drop_rate")})
     assert method_params("ties").top_k == method_params("dare_ties").top_k == 80.0  # the paper's Table 6
     assert method_params("knots").top_k == 90.0 and method_params("dare").drop_rate == 0.1
-    assert method_params("ta").top_k == 100.0  # a method that does not trim keeps the neutral value
+    assert "top_k" not in method_params("ta").to_dict()  # a record holds only what its method reads
 
 
 def test_run_config_takes_the_same_defaults_as_the_cli():
@@ -54,6 +54,7 @@ def test_run_config_takes_the_same_defaults_as_the_cli():
         assert MergeConfig(method=name).params() == method_params(name)
         resolved = MergeConfig(method=name).resolved()
         assert set(resolved.model_dump(exclude_none=True)) == {"method", "iso", *get_method(name).uses}
+        assert MergeConfig(**resolved.model_dump()).params() == method_params(name)  # the saved section replays
 
 
 @pytest.mark.parametrize("method", sorted(METHODS))

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from enmp.errors import EnmpError, NumericalError
-from enmp.merging import MergeParams, TaskDelta, available_methods, get_method, merge, resolved, validate_params
+from enmp.merging import (MergeParams, TaskDelta, available_methods, get_method, merge, method_params,
+                          resolved)
 from enmp.merging.iso_c import flatten_spectrum
 from enmp.merging.linalg import lowrank_svd, nearest_orthogonal
 from enmp.merging.sparsify import dare_drop, disjoint_mean, elect_sign, trim_top_k
@@ -295,23 +296,29 @@ def test_dare_without_drop_equals_ta_and_ties():
 # ----------------------------------------------------------------------------- validation and errors
 
 @pytest.mark.parametrize("method,bad,message", [
-    ("ta", dict(lam=float("nan")), "λ must be a finite number, got nan"),
-    ("ta", dict(lam=float("inf")), "λ must be a finite number, got inf"),
-    ("ties", dict(top_k=0.0), "top-k must be a percentage in (0, 100], got 0.0"),
-    ("ties", dict(top_k=100.5), "top-k must be a percentage in (0, 100], got 100.5"),
-    ("ties", dict(top_k=-5.0), "top-k must be a percentage in (0, 100], got -5.0"),
-    ("dare", dict(drop_rate=1.0), "DARE drop rate must be in [0, 1), got 1.0"),
-    ("dare", dict(drop_rate=-0.1), "DARE drop rate must be in [0, 1), got -0.1"),
-    ("knots", dict(inner="tsv"), "unknown inner method 'tsv' for knots"),
-    ("core_space", dict(inner="bogus"), "unknown inner method 'bogus' for core_space"),
-    ("ta", dict(inner="ties"), "method 'ta' takes no inner method"),
+    ("ta", dict(lam=float("nan")), "--lam / merge.lam: lam must be a finite number, got nan"),
+    ("ta", dict(lam=float("inf")), "lam must be a finite number, got inf"),
+    ("ties", dict(top_k=0.0), "--top-k / merge.top_k: top_k must be a number in (0, 100], got 0.0"),
+    ("ties", dict(top_k=100.5), "top_k must be a number in (0, 100], got 100.5"),
+    ("ties", dict(top_k=-5.0), "top_k must be a number in (0, 100], got -5.0"),
+    ("dare", dict(drop_rate=1.0), "drop_rate must be a number in [0, 1), got 1.0"),
+    ("dare", dict(drop_rate=-0.1), "drop_rate must be a number in [0, 1), got -0.1"),
+    ("dare", dict(seed=-1), "seed must be an integer ≥ 0, got -1"),
+    ("knots", dict(inner="tsv"), "inner must be one of ties, ta, got 'tsv'"),
+    ("core_space", dict(inner="bogus"), "inner must be one of tsv, ta, ties, iso_c, got 'bogus'"),
+    ("ta", dict(inner="ties"), "merge method 'ta' takes no inner — use inner only with knots or core_space"),
+    ("ties", dict(order="align_then_prune"), "merge method 'ties' takes no order — use order only with knots or "
+                                             "core_space"),
+    ("knots", dict(order="align"), "order must be one of prune_then_align, align_then_prune, got 'align'"),
+    ("ta", dict(lamda=1.0), "merge.lamda: unknown merge parameter 'lamda' — ta accepts: lam, iso"),
 ])
-def test_validate_params_rejects_out_of_range(method, bad, message):
-    with pytest.raises(EnmpError, match=re.escape(message)):
-        validate_params(method, MergeParams(**bad))
+def test_method_params_rejects_bad_values_in_one_line(method, bad, message):
+    with pytest.raises(EnmpError, match=re.escape(message)) as err:
+        method_params(method, **bad)
+    assert "\n" not in err.value.line()
 
 
-def test_validate_params_accepts_documented_choices():
+def test_method_params_accepts_documented_choices():
     """Every documented inner choice validates, and resolving names the inner method that will run: the
     chosen one, else the method's default (None for methods without one)."""
     checked = 0
@@ -319,18 +326,31 @@ def test_validate_params_accepts_documented_choices():
         info = get_method(method)
         for inner in (None, *info.inner_choices):
             p = MergeParams(lam=1.2, top_k=80, drop_rate=0.1, inner=inner)
-            validate_params(method, p)  # raises on a rejected choice
-            full = resolved(method, p)
-            assert full.inner == (inner or info.default_inner)
-            assert (full.lam, full.top_k, full.drop_rate) == (1.2, 80, 0.1)
+            full = resolved(method, p)  # a record may carry other methods' values: each reads its own
+            assert getattr(full, "inner", None) == (inner or info.default_inner)
+            assert full == method_params(method, **{k: v for k, v in p.to_dict().items()
+                                                              if k in info.options})
+            assert full.lam == 1.2 and set(full.to_dict()) == {*info.uses, "iso"}
             checked += 1
     assert checked > len(available_methods())  # knots and core_space offer inner choices
+
+
+def test_resolved_records_are_canonical_and_hashable():
+    """Equal merges give equal records and cache keys, whatever was given and in which order."""
+    a = resolved("ties", MergeParams(top_k=80.0, lam=1.0, drop_rate=0.3))
+    b = resolved("ties", MergeParams(lam=1, iso=False))
+    assert a == b and a.cache_key() == b.cache_key() and hash(a) == hash(b)
+    assert a.replace(lam=0.5) != a and a.replace(lam=0.5).lam == 0.5 and a.lam == 1.0
+    with pytest.raises(AttributeError, match="not set"):
+        MergeParams(lam=1.0).top_k
+    with pytest.raises(EnmpError, match="unknown merge parameter 'topk'"):
+        resolved("ties", MergeParams(topk=80.0))
 
 
 def test_unknown_method_raises():
     deltas = make_deltas((4, 3), (1,))
     for call in (lambda: merge("nope", deltas, MergeParams(), (4, 3)), lambda: get_method("nope"),
-                 lambda: validate_params("nope", MergeParams())):
+                 lambda: method_params("nope")):
         with pytest.raises(EnmpError, match="unknown merge method"):
             call()
 

@@ -52,30 +52,39 @@ class TaskConfig(_Strict):
     label_words: Optional[list[str]] = None  # causal_lm: one word per class
 
 
-class MergeConfig(_Strict):
-    """A merge method and its hyperparameters; an unset value takes the method's own default, declared
-    once in its `MergeMethod` (the run directory's config.yaml records the values used)."""
+class MergeConfig(BaseModel):
+    """`merge:` — a method and its own parameters, whatever they are: `{method: ties, lam: 1.2, top_k: 80}`.
+
+    The keys a method accepts, their types, ranges and defaults are declared once in its module
+    (`MergeMethod.params`) and checked here against that declaration when the config is read: a key the
+    method does not take is one error line listing the keys it accepts. An unset key takes the method's
+    default; null also means "unset", so the saved config.yaml files of earlier versions (which wrote null
+    for every key the method ignores) still load. `resolved()` writes out every value the method reads,
+    which is what a run directory saves, so its config.yaml replays the merge whatever the defaults become.
+    """
+
+    model_config = ConfigDict(extra="allow", validate_assignment=True)
 
     method: str = "ta"
-    lam: Optional[float] = None
-    top_k: Optional[float] = None
-    drop_rate: Optional[float] = None
-    inner: Optional[str] = None
-    iso: Optional[bool] = None
-    seed: Optional[int] = None
+
+    @model_validator(mode="after")
+    def _check(self):
+        self.params()  # raises one EnmpError line for a bad key or value
+        return self
+
+    def given(self) -> dict[str, Any]:
+        """The parameters as written under `merge:` (besides `method`)."""
+        return dict(self.model_extra or {})
 
     def params(self):
-        """The full, checked `MergeParams` (lazy import: keeps `enmp.config` free of torch)."""
+        """The full, checked `MergeParams` (lazy import: keeps `enmp.config` free of torch until used)."""
         from .merging import method_params
 
-        return method_params(self.method, **self.model_dump(exclude={"method"}))
+        return method_params(self.method, **self.given())
 
     def resolved(self) -> "MergeConfig":
-        """This section with every value the method reads written out."""
-        from .merging import get_method
-
-        params = self.params().to_dict()
-        return MergeConfig(method=self.method, **{k: params[k] for k in (*get_method(self.method).uses, "iso")})
+        """This section with every value the method reads written out (and nothing else)."""
+        return MergeConfig(method=self.method, **self.params().to_dict())
 
 
 class SearchConfig(_Strict):
@@ -115,6 +124,17 @@ class OutputConfig(_Strict):
     save_adapter: bool = False
     adapter_rank: Optional[int] = Field(None, ge=1)
     dtype: Optional[Literal["float32", "float16", "bfloat16"]] = None
+    # the base's Hub id (org/name) for the model cards when `base` is a local path: cards never name local paths
+    base_model_id: Optional[str] = None
+
+    @field_validator("base_model_id")
+    @classmethod
+    def _hub_id(cls, value):
+        from .adapters.hub import looks_like_hub_id
+
+        if value is not None and not looks_like_hub_id(value):
+            raise ValueError(f"'{value}' is not a Hub id of the form ORG/NAME")
+        return value
 
 
 class RunConfig(_Strict):
@@ -195,6 +215,8 @@ def parse_config(data, *, where: str, root: Path) -> RunConfig:
         cfg = RunConfig.model_validate(data)
     except ValidationError as e:
         raise EnmpError(format_validation_error(e, where), fix="fix that field (see the README's config example)") from None
+    except EnmpError as e:  # the merge section's own check (its parameters are declared by the method)
+        raise EnmpError(e.what, where=f"{where}: {e.where}" if e.where else where, fix=e.fix) from None
     return resolve_paths(cfg, root)
 
 

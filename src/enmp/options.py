@@ -11,7 +11,7 @@ import dataclasses
 import math
 import numbers
 from dataclasses import dataclass
-from typing import Any, Iterator, Mapping, Optional
+from typing import Any, Callable, Iterator, Mapping, Optional
 
 from .errors import EnmpError
 
@@ -50,7 +50,9 @@ class Option:
     def describe(self) -> str:
         """What the option accepts, in words: 'a number in (0, 1)', 'one of best, union'."""
         if self.choices is not None:
-            text = "one of " + ", ".join(_show(c) for c in self.choices)
+            text = "one of " + ", ".join(show_value(c) for c in self.choices)
+        elif self.type is float and self.low is None and self.high is None:
+            text = "a finite number"  # NaN and ±inf are refused, and "a number" alone would not say so
         else:
             text = _TYPE_WORDS[self.type] + (f" {self._bounds()}" if self._bounds() else "")
         if self.sequence:
@@ -59,39 +61,39 @@ class Option:
 
     def check(self, value: Any, where: str) -> Any:
         """`value` as this option's type, or one EnmpError line naming `where`, what is accepted and the default."""
+        checked = self._checked(value)
+        if checked is _MISSING:  # the message is built only when needed: merges check values on every call
+            raise EnmpError(f"{self.name} must be {self.describe()}, got {value!r}", where=where,
+                            fix=f"e.g. {self.name}: {show_value(self.default)} (the default)")
+        return checked
+
+    def _checked(self, value: Any) -> Any:
+        """`value` as this option's type, or _MISSING when it is not accepted."""
         if value is None and self.nullable:
             return None
         if self.sequence and isinstance(value, (list, tuple)) and value:
-            return [dataclasses.replace(self, sequence=False).check(v, where) for v in value]
-        bad = EnmpError(f"{self.name} must be {self.describe()}, got {value!r}", where=where,
-                        fix=f"e.g. {self.name}: {_show(self.default)} (the default)")
+            items = [dataclasses.replace(self, sequence=False)._checked(v) for v in value]
+            return _MISSING if any(v is _MISSING for v in items) else items
         if self.choices is not None:
-            match = next((c for c in self.choices if type(c) is type(value) and c == value), _MISSING)
-            if match is _MISSING:
-                raise bad
-            return match
+            return next((c for c in self.choices if type(c) is type(value) and c == value), _MISSING)
         if self.type is bool:
-            if not isinstance(value, bool):
-                raise bad
-            return value
+            return value if isinstance(value, bool) else _MISSING
         if self.type is str:
-            if not isinstance(value, str) or not value:
-                raise bad
-            return value
+            return value if isinstance(value, str) and value else _MISSING
         if isinstance(value, bool) or not isinstance(value, numbers.Real):
-            raise bad
+            return _MISSING
         if self.type is int:
             if not isinstance(value, numbers.Integral):
-                raise bad
+                return _MISSING
             value = int(value)
         else:
             value = float(value)
             if not math.isfinite(value):
-                raise bad
+                return _MISSING
         if self.low is not None and (value < self.low or (self.low_open and value == self.low)):
-            raise bad
+            return _MISSING
         if self.high is not None and (value > self.high or (self.high_open and value == self.high)):
-            raise bad
+            return _MISSING
         return value
 
 
@@ -102,7 +104,8 @@ class _Missing:
 _MISSING = _Missing()
 
 
-def _show(value: Any) -> str:
+def show_value(value: Any) -> str:
+    """A value as a user writes it in YAML or on a command line: null, true/false, 0.5."""
     if value is None:
         return "null"
     if isinstance(value, bool):
@@ -134,17 +137,21 @@ class Options(Mapping[str, Option]):
     def defaults(self) -> dict[str, Any]:
         return {name: o.default for name, o in self._by_name.items()}
 
-    def resolve(self, given: Mapping[str, Any], where: str, owner: str = "") -> dict[str, Any]:
+    def resolve(self, given: Mapping[str, Any], where: str, owner: str = "",
+                where_of: Optional[Callable[[str], str]] = None) -> dict[str, Any]:
         """Every option's value: given ones checked, the rest their defaults. An unknown key is an error that
-        lists the accepted ones (`owner` names whose options they are, e.g. "search 'fast'")."""
+        lists the accepted ones (`owner` names whose options they are, e.g. "search 'fast'"). A bad value's
+        error names `where.name`, or `where_of(name)` when a setting is reached in several ways (a merge
+        parameter is both the CLI flag `--top-k` and the config key `merge.top_k`)."""
         unknown = sorted(set(given) - set(self._by_name))
         if unknown:
             raise EnmpError(f"{owner + ' has ' if owner else ''}no option(s) {', '.join(map(str, unknown))}",
                             where=where, fix=f"accepted: {', '.join(self._by_name) or 'none'}")
-        return {name: (o.check(given[name], f"{where}.{name}") if name in given else o.default)
+        place = where_of or (lambda name: f"{where}.{name}")
+        return {name: (o.check(given[name], place(name)) if name in given else o.default)
                 for name, o in self._by_name.items()}
 
     def rows(self) -> list[dict[str, str]]:
         """One row per option (name, default, accepted values, help): for `--help` texts and the docs."""
-        return [{"name": o.name, "default": _show(o.default), "accepts": o.describe(), "help": o.help}
+        return [{"name": o.name, "default": show_value(o.default), "accepts": o.describe(), "help": o.help}
                 for o in self._by_name.values()]

@@ -12,21 +12,13 @@ from rich.console import Console
 from rich.markup import escape
 
 from ..errors import EnmpError
-from ..merging import METHODS, available_methods, method_params
+from ..merging import available_methods, flag_params
 from ..search import available_strategies
+from .merge_flags import with_merge_flags
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Merge LoRA experts with Evolutionary Negative Module Pruning (ENMP).")
 err_console = Console(stderr=True)
-
-
-
-def _defaults(param: str) -> str:
-    """'ties 80.0, knots 90.0' — each method's own default, read from the merge registry."""
-    values = {name: m.defaults[param] for name, m in sorted(METHODS.items()) if param in m.defaults}
-    if len(set(values.values())) == 1 and len(values) == len(METHODS):
-        return f"{next(iter(values.values()))} for every method"
-    return ", ".join(f"{name} {value}" for name, value in values.items())
 
 
 def _error_line(message: str) -> None:
@@ -39,20 +31,12 @@ def _fail(message: str, code: int = 2) -> None:
 
 
 @app.command()
+@with_merge_flags(after="method")
 def merge(
     base: str = typer.Option(..., "--base", help="Base model: local HF model dir or hub id."),
     adapter: List[str] = typer.Option(..., "--adapter", help="NAME=PATH of a PEFT LoRA adapter (repeat)."),
     method: str = typer.Option("ta", "--method", help=", ".join(available_methods()) + "."),
-    lam: Optional[float] = typer.Option(None, "--lam", help=f"Global scale λ (default: {_defaults('lam')})."),
-    top_k: Optional[float] = typer.Option(None, "--top-k", help="Percent of entries TIES trimming keeps "
-                                                              f"(default: {_defaults('top_k')})."),
-    drop_rate: Optional[float] = typer.Option(None, "--drop-rate", help=f"DARE drop rate p (default: "
-                                                                      f"{_defaults('drop_rate')})."),
-    inner: Optional[str] = typer.Option(None, "--inner", help="Inner method (default: "
-                                                            f"{_defaults('inner')})."),
-    iso: bool = typer.Option(False, "--iso", help="Flatten the spectrum of the result (Iso-C style)."),
-    seed: Optional[int] = typer.Option(None, "--seed", help=f"Seed for DARE's drop masks (default: "
-                                                          f"{_defaults('seed')})."),
+    merge_params: dict = None,  # one flag per declared merge parameter (--lam, --top-k, …): see merge_flags.py
     mask: Optional[Path] = typer.Option(None, "--mask", help="Keep-mask JSON (tasks, layers, keep)."),
     out: Path = typer.Option(..., "--out", help="Output model directory."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out."),
@@ -62,6 +46,8 @@ def merge(
     grouping: str = typer.Option("layer", "--grouping", help="Mask modules: layer or projection."),
     layer_regex: Optional[str] = typer.Option(None, "--layer-regex", help="Regex with (?P<layer>\\d+) for "
                                                                          "unknown module names."),
+    base_model_id: Optional[str] = typer.Option(None, "--base-model-id", help="The base's Hub id (ORG/NAME) for "
+                                                "the model card when --base is a local path."),
 ):
     """Merge LoRA experts into the base model and write a Hugging Face model directory."""
     from .adapter_args import parse_adapter_args
@@ -69,15 +55,15 @@ def merge(
 
     if dtype not in (None, "float32", "float16", "bfloat16"):
         _fail(f"--dtype: unknown dtype '{dtype}' — use float32, float16 or bfloat16")
-    params = method_params(method, lam=lam, top_k=top_k, drop_rate=drop_rate, seed=seed, inner=inner,
-                           iso=iso or None)
+    params = flag_params(method, **merge_params)  # flags are shared: a --seed that ties ignores is fine
     console = Console(stderr=True)
     # On a terminal: timestamped log lines; piped or captured: one plain line per message (no wrapping).
     log = console.log if console.is_terminal else (
         lambda m: console.print(m, soft_wrap=True, highlight=False, markup=False))
     summary = merge_to_dir(base, parse_adapter_args(adapter), out, method=method, params=params, mask=mask,
                            grouping=grouping, layer_regex=layer_regex, overwrite=overwrite,
-                           save_adapter=save_adapter, adapter_rank=adapter_rank, dtype=dtype, log=log)
+                           save_adapter=save_adapter, adapter_rank=adapter_rank, dtype=dtype,
+                           base_model_id=base_model_id, log=log)
     n = len(summary["pruned"])
     console.print(f"wrote {out} ({method}, {len(summary['tasks'])} tasks, {n} module(s) pruned"
                   + (", with adapter/" if save_adapter else "") + ")", highlight=False, soft_wrap=True, markup=False)
@@ -179,6 +165,12 @@ def apply_overrides(cfg, overrides: dict, resuming: bool):
     for dotted, value in overrides.items():
         section, key = dotted.split(".")
         data[section][key] = value
+    if "merge.method" in overrides:  # trying a config with another method: the YAML's values for parameters
+        # that method does not take would only be errors (they never changed its merge), so they are left out
+        from ..merging import get_method
+
+        accepted = get_method(overrides["merge.method"]).options
+        data["merge"] = {k: v for k, v in data["merge"].items() if k == "method" or k in accepted}
     try:
         return RunConfig.model_validate(data)
     except ValidationError as e:

@@ -20,20 +20,24 @@ from ..adapters import AdapterSet, BaseCheckpoint
 from ..dtypes import DTYPES
 from ..errors import EnmpError
 from ..masking import Mask, group_label
-from ..merging import MergeParams, merge
+from ..merging import MergeParams, merge_kept
 
 MAX_EXACT_RANK = 256  # merged-adapter rank cap when the user gives none
 
 
 def merged_deltas(adapters: AdapterSet, mask: Mask, grouping: str, method: str,
                   params: MergeParams) -> dict[str, torch.Tensor]:
-    """ΔW per base weight name for the kept modules of `mask` (float32)."""
+    """ΔW per base weight name for the kept modules of `mask` (float32).
+
+    Every task's update goes in with the kept set, so methods merged align-then-prune build their shared
+    basis from all tasks (`merge_kept`); prune-then-align merges only the kept ones.
+    """
     labels = [str(x) for x in mask.layers]
     out = {}
     for target in adapters.targets:
         g = labels.index(str(group_label(target.layer, target.projection, grouping)))
         kept = [int(t) for t in np.flatnonzero(mask.keep[:, g])]
-        out[target.weight] = merge(method, adapters.deltas(target, kept), params, target.shape)
+        out[target.weight] = merge_kept(method, adapters.deltas(target), kept, params, target.shape)
     return out
 
 

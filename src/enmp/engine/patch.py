@@ -15,7 +15,7 @@ import torch
 from ..adapters.types import AdapterSet, TargetMatrix
 from ..errors import EnmpError
 from ..masking import target_groups
-from ..merging import MergeParams, merge
+from ..merging import MergeParams, merge_kept
 from .accounting import layer_signature
 from .cache import MergeCache
 
@@ -60,7 +60,7 @@ class LivePatcher:
 
         # Merge math runs on the CPU in float32/float64 whatever the eval device and dtype.
         return self.cache.get_or_compute(
-            key, lambda: merge(method, self.adapters.deltas(target, list(kept)), params, target.shape))
+            key, lambda: merge_kept(method, self.adapters.deltas(target), kept, params, target.shape))
 
     def layer_signature(self, n_layers: int) -> list[tuple]:
         """What each layer position currently holds (its matrices' kept sets and merge spec)."""

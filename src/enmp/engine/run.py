@@ -245,7 +245,7 @@ class SearchRun:
                   for s in ("val", "test")}
         card = {"base": self.inputs.base, "adapters": self.inputs.adapters, "method": self.cfg.merge.method,
                 "params": self.params, "grouping": self.cfg.search.grouping, "pruned": mask.pruned(),
-                "scores": scores, "command": search_command(self.run_dir)}
+                "scores": scores, "command": search_command(self.run_dir), "base_model_id": out.base_model_id}
         if out.save_model:
             with atomic_dir(self.run_dir / "model", overwrite=True) as tmp:
                 write_model(tmp, self.inputs.base, deltas, out.dtype, self._log)

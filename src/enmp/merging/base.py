@@ -2,75 +2,111 @@
 
 Every merge method is a pure function ``fn(deltas, params) -> Tensor`` that maps the *kept* tasks' LoRA
 updates of one weight matrix to one dense float32 update ΔW (d_out × d_in). It never sees a model.
-Prune-then-align: callers pass only kept tasks; an empty list must give exactly zeros.
+Prune-then-align: callers pass only kept tasks; an empty list must give exactly zeros. A method that declares
+`order` (params.ORDER) also accepts ``kept=``: given every task's updates and the kept indices it builds its
+shared basis from all of them and merges only the kept ones (align-then-prune, see `registry.merge_kept`).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
-from dataclasses import dataclass
-from types import MappingProxyType
-from typing import Any, Callable, Mapping, Sequence
+from functools import cached_property
+from dataclasses import FrozenInstanceError, dataclass
+from typing import Any, Callable, Mapping
 
 import torch
 
 from ..adapters.types import TaskDelta
+from ..options import Options
+from .params import COMMON
 
 __all__ = ["MergeFn", "MergeMethod", "MergeParams", "TaskDelta", "stable_seed"]
 
 
-@dataclass(frozen=True)
 class MergeParams:
-    """Every hyperparameter any method reads; a method reads only those it declares.
+    """A merge's hyperparameter values by name, immutable: `MergeParams(lam=0.3, top_k=80.0)`.
 
-    The field values here are the neutral "switched off" settings (no trimming, no dropping), not any
-    method's defaults: those live in each method's `MergeMethod.defaults`, and `method_params` applies
-    them. lam: global scale λ. top_k: percent of entries kept by TIES trimming. drop_rate: DARE drop
-    probability p. seed: run seed for DARE. inner: inner method for KnOTS / CoreSpace. iso: flatten the
-    spectrum of the result (Iso-C style) after the method.
+    The record only carries values; which names exist, their types, ranges and defaults are declared by the
+    methods (`MergeMethod.params`). A name not given is unset: `registry.resolved` fills in the method's
+    default and drops values the method does not read, so resolved records of equal merges are equal.
+    `params.lam` reads a value that is present (AttributeError otherwise); `vars(params)` is the record.
     """
 
-    lam: float = 1.0
-    top_k: float = 100.0
-    drop_rate: float = 0.0
-    seed: int = 0
-    inner: str | None = None
-    iso: bool = False
+    def __init__(self, **values: Any):
+        clash = sorted(n for n in values if n.startswith("_") or hasattr(type(self), n))
+        if clash:  # a value named like a method would hide it (params.replace)
+            raise ValueError(f"invalid merge parameter name(s): {', '.join(clash)}")
+        self.__dict__.update(values)
 
-    def replace(self, **changes) -> "MergeParams":
-        return dataclasses.replace(self, **changes)
+    def __getattr__(self, name: str) -> Any:  # only reached for names that are not present
+        raise AttributeError(f"merge parameter '{name}' is not set in {self!r}; resolve the record for a method "
+                             f"first (enmp.merging.resolved) to fill in its defaults")
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise FrozenInstanceError(f"MergeParams is immutable: use params.replace({name}=...)")
+
+    def __delattr__(self, name: str) -> None:
+        raise FrozenInstanceError("MergeParams is immutable")
+
+    def replace(self, **changes: Any) -> "MergeParams":
+        return MergeParams(**{**self.__dict__, **changes})
 
     def cache_key(self) -> tuple:
-        return (self.lam, self.top_k, self.drop_rate, self.seed, self.inner, self.iso)
+        """Hashable, equal for equal values whatever the order they were given in: (name, value, …) by name."""
+        return tuple(x for item in sorted(self.__dict__.items()) for x in item)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        return dict(self.__dict__)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, MergeParams) and self.__dict__ == other.__dict__
+
+    def __hash__(self) -> int:
+        return hash(self.cache_key())
+
+    def __repr__(self) -> str:
+        return f"MergeParams({', '.join(f'{k}={v!r}' for k, v in self.__dict__.items())})"
 
 
-MergeFn = Callable[[Sequence[TaskDelta], MergeParams], torch.Tensor]
-
-#: parameters every method accepts (the Iso-C post-step), beside the ones it declares
-COMMON_PARAMS = MappingProxyType({"iso": False})
+MergeFn = Callable[..., torch.Tensor]  # fn(deltas, params) (+ kept=... for methods that declare `order`)
 
 
 @dataclass(frozen=True)
 class MergeMethod:
-    """A method's one declaration: its function and the parameters it reads with their defaults.
+    """A method's one declaration: its function and the parameters it reads, with its own defaults.
 
-    `defaults` is the single source of each method's default values: the CLI, run configs, the demo,
-    recipes, dry-run and `--help` all read it (mergekit's registry is the model).
+    `params` is the single source of the method's parameters: the CLI flags, run configs, validation, the
+    demo, recipes, dry-run, `--help` and model cards all read it (mergekit's ConfigParameterDef is the model).
+    `iso` (params.COMMON) is accepted by every method on top of these: the registry applies it.
     """
 
     name: str
     fn: MergeFn
     description: str
-    defaults: Mapping[str, Any]
-    inner_choices: tuple[str, ...] = ()
+    params: Options
+
+    def __post_init__(self):
+        nullable = [o.name for o in self.params.values() if o.nullable]
+        if nullable:  # under `merge:` null means "the method's default", so a null value cannot mean anything else
+            raise ValueError(f"merge method '{self.name}': parameters cannot be nullable ({', '.join(nullable)})")
+
+    @cached_property  # read on every merge; the declaration is frozen, so built once
+    def options(self) -> Options:
+        """Everything the method accepts: its own parameters, then the common ones (iso)."""
+        return self.params + COMMON
+
+    @property
+    def defaults(self) -> Mapping[str, Any]:
+        """Its own parameters' defaults (without the common iso)."""
+        return self.params.defaults
 
     @property
     def uses(self) -> frozenset[str]:
-        return frozenset(self.defaults)
+        return frozenset(self.params)
+
+    @property
+    def inner_choices(self) -> tuple[str, ...]:
+        return tuple(self.params["inner"].choices) if "inner" in self.params else ()
 
     @property
     def default_inner(self) -> str | None:

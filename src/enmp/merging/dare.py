@@ -6,7 +6,9 @@ from typing import Sequence
 
 import torch
 
+from ..options import Options
 from .base import MergeMethod, MergeParams, TaskDelta
+from .params import DROP_RATE, LAM, SEED, TOP_K
 from .sparsify import dare_drop, ties_merge
 
 
@@ -25,6 +27,6 @@ def dare_ties(deltas: Sequence[TaskDelta], params: MergeParams) -> torch.Tensor:
 
 # p 0.1 and top-k 80 are the paper's NLP setting (Table 6)
 DARE_TA = MergeMethod("dare", dare_ta, "DARE then Task Arithmetic (DARE-TA)",
-                      defaults={"lam": 1.0, "drop_rate": 0.1, "seed": 0})
+                      params=Options(LAM, DROP_RATE.with_default(0.1), SEED))
 DARE_TIES = MergeMethod("dare_ties", dare_ties, "DARE then TIES (the paper's 'DARE' rows)",
-                        defaults={"lam": 1.0, "top_k": 80.0, "drop_rate": 0.1, "seed": 0})
+                        params=Options(LAM, TOP_K.with_default(80.0), DROP_RATE.with_default(0.1), SEED))

@@ -6,8 +6,10 @@ from typing import Sequence
 
 import torch
 
+from ..options import Options
 from .base import MergeMethod, MergeParams, TaskDelta
 from .linalg import deltas_tolerance, lowrank_svd, thin_svd
+from .params import LAM
 from .ta import stacked_factors
 
 
@@ -34,4 +36,4 @@ def iso_c(deltas: Sequence[TaskDelta], params: MergeParams) -> torch.Tensor:
 
 
 METHOD = MergeMethod("iso_c", iso_c, "Iso-C: sum of the updates with all non-zero singular values set to their mean",
-                     defaults={"lam": 1.0})
+                     params=Options(LAM))

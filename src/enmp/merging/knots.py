@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Optional, Sequence
 
 import torch
 
+from ..options import Options
 from .base import MergeMethod, MergeParams, TaskDelta
 from .linalg import checked_svd, deltas_tolerance, drop_zero_spectrum
+from .params import LAM, ORDER, TOP_K, inner
 from .sparsify import ties_merge
 
 SplitSvd = tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]
@@ -32,16 +34,23 @@ def concatenation_svd(deltas: Sequence[TaskDelta]) -> SplitSvd:
     return U, S, [block @ Q.T for block, Q in zip(blocks, Qs)]
 
 
-def knots(deltas: Sequence[TaskDelta], params: MergeParams) -> torch.Tensor:
+def knots(deltas: Sequence[TaskDelta], params: MergeParams,
+          kept: Optional[Sequence[int]] = None) -> torch.Tensor:
     """ΔW = λ U S V_mergedᵀ. TIES trims each task's V_tᵀ block separately (per tensor, as in TIES).
 
-    `params.inner` was checked against `METHOD.inner_choices` by `method_params`.
+    `kept` (align-then-prune): `deltas` are every task's, the joint SVD is taken over all of them and only the
+    kept tasks' V_tᵀ blocks are merged, so a pruned task still shapes U and S but contributes no block. With
+    inner TA that is U S (Σ_{t kept} V_tᵀ) = Σ_{t kept} ΔW_t, as prune-then-align gives: the order matters with
+    TIES, whose trimming and sign election act on coordinates in the basis. `params.inner` was checked by
+    `method_params`.
     """
     U, S, Vts = concatenation_svd(deltas)
+    if kept is not None:
+        Vts = [Vts[i] for i in kept]
     V_merged = ties_merge(Vts, params.top_k) if params.inner == "ties" else torch.stack(Vts).sum(0)
     return (params.lam * ((U * S) @ V_merged)).to(torch.float32)
 
 
 #: top-k 90 is the paper's KnOTS-TIES setting in both its NLP and vision tables (Table 6)
 METHOD = MergeMethod("knots", knots, "KnOTS: merge the V blocks of the joint SVD with TIES (default) or TA",
-                     defaults={"lam": 1.0, "top_k": 90.0, "inner": "ties"}, inner_choices=("ties", "ta"))
+                     params=Options(LAM, TOP_K.with_default(90.0), inner(("ties", "ta"), "ties"), ORDER))

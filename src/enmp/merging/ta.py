@@ -6,7 +6,9 @@ from typing import Sequence
 
 import torch
 
+from ..options import Options
 from .base import MergeMethod, MergeParams, TaskDelta
+from .params import LAM
 
 
 def stacked_factors(deltas: Sequence[TaskDelta],
@@ -24,4 +26,4 @@ def task_arithmetic(deltas: Sequence[TaskDelta], params: MergeParams) -> torch.T
 
 
 METHOD = MergeMethod("ta", task_arithmetic, "Task Arithmetic: λ times the sum of the task updates",
-                     defaults={"lam": 1.0})
+                     params=Options(LAM))

@@ -6,7 +6,9 @@ from typing import Sequence
 
 import torch
 
+from ..options import Options
 from .base import MergeMethod, MergeParams, TaskDelta
+from .params import LAM, TOP_K
 from .sparsify import ties_merge
 
 
@@ -17,4 +19,4 @@ def ties(deltas: Sequence[TaskDelta], params: MergeParams) -> torch.Tensor:
 
 #: top-k 80 is the paper's NLP setting (Table 6)
 METHOD = MergeMethod("ties", ties, "TIES: trim to top-k %, elect sign, disjoint mean, times λ",
-                     defaults={"lam": 1.0, "top_k": 80.0})
+                     params=Options(LAM, TOP_K.with_default(80.0)))

@@ -6,8 +6,10 @@ from typing import Sequence
 
 import torch
 
+from ..options import Options
 from .base import MergeMethod, MergeParams, TaskDelta
 from .linalg import deltas_tolerance, lowrank_svd, nearest_orthogonal
+from .params import LAM
 
 
 def components_per_task(shape: tuple[int, int], n_tasks: int) -> int:
@@ -39,4 +41,4 @@ def tsv(deltas: Sequence[TaskDelta], params: MergeParams) -> torch.Tensor:
 
 
 METHOD = MergeMethod("tsv", tsv, "Task Singular Vectors: per-task top-k SVD, orthogonalised bases",
-                     defaults={"lam": 1.0})
+                     params=Options(LAM))
