@@ -34,9 +34,7 @@ def oracle(neg: np.ndarray, seed: int = 0):
             right = right | fix[i] if neg.ravel()[i] else right & ~hurt[i]
         index = examples.index if examples is not None else [np.arange(N)] * SHAPE[0]
         correct = tuple(right[t, ix] for t, ix in enumerate(index))
-        norm = tuple([1e4 / EXPERT] * SHAPE[0])
-        fit = float(np.mean([c.mean() * n for c, n in zip(correct, norm)]))
-        return Outcome(fit, correct, norm)
+        return Outcome.from_correct(correct, (EXPERT,) * SHAPE[0])
 
     return outcome
 
@@ -75,7 +73,7 @@ def _ex(c):
 def test_paired_margin_is_the_fitness_difference_with_a_paired_standard_error():
     ev = Evidence([6])
     everything = Subset.everything([6])
-    ev.add("a", everything, Outcome(0.0, (np.array([1, 1, 0, 1, 0, 1], bool),), (100.0,)))
+    ev.add("a", everything, Outcome(0.0, (np.array([1, 1, 0, 1, 0, 1], bool),), (100.0,)))  # expert at 100 %
     ev.add("b", everything, Outcome(0.0, (np.array([1, 0, 0, 1, 0, 1], bool),), (100.0,)))
     mean, se = ev.margin("a", "b", everything)
     assert mean == pytest.approx(ev.fitness("a", everything) - ev.fitness("b", everything)) == pytest.approx(100 / 6)
@@ -88,7 +86,7 @@ def test_paired_margin_is_the_fitness_difference_with_a_paired_standard_error():
 def test_evidence_only_covers_what_was_scored():
     ev = Evidence([10, 10])
     halves = Subset.folds([10, 10], 2, seed=0)
-    ev.add("a", halves[0], Outcome(1.0, (np.ones(5, bool), np.zeros(5, bool)), (1.0, 1.0)))
+    ev.add("a", halves[0], Outcome(1.0, (np.ones(5, bool), np.zeros(5, bool)), (100.0, 100.0)))
     assert ev.covers("a", halves[0]) and not ev.covers("a", halves[1]) and not ev.covers("b", halves[0])
     ev.add("a", halves[1], Outcome(-np.inf, error="NaN"))  # a failure teaches nothing
     assert not ev.covers("a", halves[1])
@@ -176,7 +174,7 @@ def test_bad_options_are_one_clear_error(options, match):
 def test_too_few_validation_examples_for_the_folds_is_one_clear_error():
     with pytest.raises(EnmpError, match="5 validation examples cannot fill the 8 folds"):
         make().start(ValidationData((5,) * SHAPE[0], 0, Outcome(1.0, tuple(np.ones(5, bool) for _ in range(4)),
-                                                                 (1.0,) * 4)))
+                                                                 (100.0,) * 4)))
 
 
 def test_replaying_any_prefix_of_rounds_continues_identically():

@@ -9,7 +9,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "enmp"
 
 # lowest first; a module may import its own layer and any below it (the README's "Layout" paragraph)
 LAYERS = [
-    {"errors", "atomic_files", "dtypes", "architectures", "masking", "options"},  # shared foundations
+    {"errors", "atomic_files", "dtypes", "architectures", "masking", "options", "metrics"},  # shared foundations
     {"adapters"},
     {"merging"},
     {"search"},

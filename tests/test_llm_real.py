@@ -210,7 +210,7 @@ def test_enmp_merge_gguf_to_dir_matches_peft(llm, tmp_path):
     for f in ("config.json", "model.safetensors", "tokenizer.json", "README.md", "mask.json"):
         assert (out / f).is_file(), f
     card = (out / "README.md").read_text()
-    assert "dequantised" in card and str(GGUF) in card
+    assert "dequantised" in card and GGUF.name in card and str(GGUF.parent) not in card  # no machine paths
     merged = AutoModelForCausalLM.from_pretrained(str(out), dtype=torch.float32)
     reference = _reference(llm, PRUNED, "ta_dir").merge_and_unload(adapter_names=["ta_dir"])
     _close(_logits(merged, llm["ids"]), _logits(reference, llm["ids"]))

@@ -61,7 +61,7 @@ def cma_run():
 
 # ---------------------------------------------------------------------- registry and settings
 def test_registry():
-    assert set(available_strategies()) == {"cma", "cmawm", "fast", "greedy", "none", "random"}
+    assert set(available_strategies()) == {"cma", "cmawm", "crossfit", "fast", "greedy", "none", "random", "stepwise"}
     with pytest.raises(EnmpError, match="unknown search strategy"):
         get_strategy("evolution")
 

@@ -88,17 +88,43 @@ class MergeConfig(BaseModel):
 
 
 class SearchConfig(_Strict):
+    """`search:` — a strategy and its settings. `rho`, `seed`, `popsize` and `generations` left unset take the
+    strategy's own defaults (cma: the paper's 0.2, 1, 16, 60) and `options` are the strategy's own, all
+    declared once by the strategy and checked here against that declaration when the config is read.
+    `resolved()` writes every value out, which is what a run directory saves."""
+
     strategy: str = "cma"
-    options: dict[str, Any] = Field(default_factory=dict)  # the strategy's own options (checked by it)
-    generations: int = Field(60, ge=1)
-    popsize: int = Field(16, ge=2)
-    rho: float = Field(0.2, gt=0, lt=1)
-    seed: int = Field(1, ge=0)
-    sigma0: Optional[float] = Field(None, gt=0)  # unset: the strategy's own (cma: the paper's 0.5)
+    options: dict[str, Any] = Field(default_factory=dict)  # the strategy's own options (declared by it)
+    generations: Optional[int] = None
+    popsize: Optional[int] = None
+    rho: Optional[float] = None
+    seed: Optional[int] = None
+    sigma0: Optional[float] = None  # σ0 for every strategy that declares one (unset: its own; cma: the paper's 0.5)
     grouping: Literal["layer", "projection"] = "layer"
     random_repeats: int = Field(5, ge=0)  # random-pruning baseline repeats at ENMP's sparsity
     greedy_baseline: bool = False
     track_test: bool = True  # score each new best on the test split too (convergence plot)
+
+    @model_validator(mode="after")
+    def _check(self):
+        self.settings()  # raises one EnmpError line for an unknown strategy, option or a bad value
+        return self
+
+    def settings(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """(rho, seed, popsize and generations; the strategy's options), every value checked and filled in."""
+        from .search import get_strategy  # lazy: keeps `enmp.config` light until a config is read
+
+        cls = get_strategy(self.strategy)
+        options = dict(self.options)
+        if self.sigma0 is not None and "sigma0" in cls.OPTIONS:
+            options.setdefault("sigma0", self.sigma0)
+        given = {k: getattr(self, k) for k in ("rho", "seed", "popsize", "generations") if getattr(self, k) is not None}
+        return cls.resolve_settings(given, options)
+
+    def resolved(self) -> "SearchConfig":
+        """This section with the strategy's every setting written out."""
+        common, options = self.settings()
+        return self.model_copy(update={**common, "options": options})
 
 
 class EvalConfig(_Strict):
@@ -215,7 +241,7 @@ def parse_config(data, *, where: str, root: Path) -> RunConfig:
         cfg = RunConfig.model_validate(data)
     except ValidationError as e:
         raise EnmpError(format_validation_error(e, where), fix="fix that field (see the README's config example)") from None
-    except EnmpError as e:  # the merge section's own check (its parameters are declared by the method)
+    except EnmpError as e:  # the merge and search sections' own checks (declared by the method and strategy)
         raise EnmpError(e.what, where=f"{where}: {e.where}" if e.where else where, fix=e.fix) from None
     return resolve_paths(cfg, root)
 

@@ -171,10 +171,17 @@ def apply_overrides(cfg, overrides: dict, resuming: bool):
 
         accepted = get_method(overrides["merge.method"]).options
         data["merge"] = {k: v for k, v in data["merge"].items() if k == "method" or k in accepted}
+    if "search.strategy" in overrides:  # likewise the YAML's options another strategy does not take
+        from ..search import get_strategy
+
+        accepted = get_strategy(overrides["search.strategy"]).OPTIONS
+        data["search"]["options"] = {k: v for k, v in data["search"].get("options", {}).items() if k in accepted}
     try:
         return RunConfig.model_validate(data)
     except ValidationError as e:
         _fail(format_validation_error(e, "command line") + " — fix that flag's value (see `enmp search --help`)")
+    except EnmpError as e:  # a value the merge method's or strategy's own declaration refuses
+        _fail(f"command line: {e.line()}")
 
 
 @app.command()

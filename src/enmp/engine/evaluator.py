@@ -20,7 +20,6 @@ from ..evaluation import fitness
 from ..masking import keep_to_str
 from ..merging import MergeParams, resolved
 from ..search import Outcome, Subset
-from ..search.outcome import normalizers
 from .accounting import Cost, CostModel
 
 
@@ -147,7 +146,7 @@ class Evaluator(ABC):
             return Outcome(float("-inf"), error=error, cached=cached)
         correct = None if any(r.correct is None for r in results) else tuple(np.asarray(r.correct, bool)
                                                                             for r in results)
-        return Outcome(fitness(scores, expert), correct, normalizers([expert[t] for t in self.task_names]), scores,
+        return Outcome(fitness(scores, expert), correct, tuple(expert[t] for t in self.task_names), scores,
                        cached=cached)
 
     # ------------------------------------------------------------------ candidates
@@ -175,7 +174,7 @@ class Evaluator(ABC):
         results, fresh = [], set(todo)
         for key in keys:
             hit = self._results[key]
-            results.append(Outcome(hit.fitness, hit.correct, hit.normalizers, hit.scores, hit.error,
+            results.append(Outcome(hit.fitness, hit.correct, hit.expert, hit.scores, hit.error,
                                    cached=key not in fresh))
             fresh.discard(key)
         return results

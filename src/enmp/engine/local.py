@@ -13,6 +13,7 @@ import numpy as np
 
 from ..errors import NumericalError
 from ..evaluation import correct
+from ..metrics import accuracy
 from ..merging import MergeParams
 from .accounting import CostModel
 from .evaluator import Evaluator, Job, JobResult
@@ -52,7 +53,7 @@ class LocalEvaluator(Evaluator):
                     prefix.abort()
                     raise
                 prefix.commit()
-            score = 100.0 * int(right.sum()) / max(1, data.n)
+            score = accuracy(right)
             return JobResult({task.name: score}, None, data.n, data.rows, right.numpy())
         except NumericalError as e:
             return JobResult({}, e.line())

@@ -10,7 +10,7 @@ from typing import Optional, Sequence
 
 from ..masking import keep_to_str
 from ..search import Candidate, Outcome
-from ..search.outcome import normalizers, pack_bits, unpack_bits
+from ..search.outcome import pack_bits, unpack_bits
 from .evaluator import Evaluator
 
 
@@ -34,5 +34,5 @@ def journal_row(cand: Candidate, out: Outcome, generation: int) -> dict:
 def logged_outcome(row: dict, expert: dict[str, float], tasks: Sequence[str]) -> Outcome:
     """The outcome a journal row stands for: what a resumed strategy is told and its evaluator remembers."""
     correct: Optional[tuple] = tuple(unpack_bits(c) for c in row["correct"]) if "correct" in row else None
-    return Outcome(row["fitness"], correct, normalizers([expert[t] for t in tasks]), row["scores"] or None,
+    return Outcome(row["fitness"], correct, tuple(expert[t] for t in tasks), row["scores"] or None,
                    row["error"], cached=row["cached"])

@@ -18,7 +18,7 @@ from ..atomic_files import atomic_dir, atomic_write_json, atomic_write_text, che
 from ..masking import Mask, keep_from_str, keep_to_str
 from ..merging import MergeParams
 from ..search import Decision, Outcome, ValidationData, get_strategy
-from ..search.outcome import normalizers, pack_bits, unpack_bits
+from ..search.outcome import pack_bits, unpack_bits
 from .accounting import Cost
 from .export import merged_deltas, write_adapter, write_model
 from .journal import Journal
@@ -29,14 +29,14 @@ from .workspace import RunInputs, Workspace, build_workspace, load_inputs
 
 
 def make_strategy(cfg: RunConfig, shape: tuple[int, int], name: Optional[str] = None, **options):
-    """The configured strategy; `search.sigma0` goes to every strategy that takes a σ0 (unset: its own)."""
+    """The configured strategy, or strategy `name` with the run's rho, seed, population and generations (the
+    baselines: random masks, greedy pruning) and the given options."""
     s = cfg.search
-    cls = get_strategy(name or s.strategy)
-    if s.sigma0 is not None and "sigma0" in cls.OPTIONS:
-        options.setdefault("sigma0", s.sigma0)
     if name is None:
-        options = {**s.options, **options}
-    return cls(shape, rho=s.rho, seed=s.seed, popsize=s.popsize, generations=s.generations, **options)
+        common, configured = s.settings()
+        return get_strategy(s.strategy)(shape, **common, **{**configured, **options})
+    common = {k: getattr(s, k) for k in ("rho", "seed", "popsize", "generations") if getattr(s, k) is not None}
+    return get_strategy(name)(shape, **common, **options)
 
 
 def default_evaluator_factory(cfg: RunConfig, log: Optional[Callable[[str], None]] = None) -> Callable:
@@ -63,8 +63,9 @@ class SearchRun:
                  console: Optional[Console] = None, evaluator_factory: Optional[Callable] = None,
                  show_progress: bool = True, workspace: Optional[Workspace] = None,
                  expert: Optional[dict] = None, base: Optional[dict] = None):
-        # the saved config.yaml names every merge value used, so it replays this merge whatever defaults say
-        cfg = cfg.model_copy(update={"merge": cfg.merge.resolved()})
+        # the saved config.yaml names every merge and search value used, so it replays this run whatever
+        # defaults say
+        cfg = cfg.model_copy(update={"merge": cfg.merge.resolved(), "search": cfg.search.resolved()})
         self.cfg, self.run_dir, self.resume = cfg, Path(run_dir), resume
         self.console = console or Console(stderr=True)
         self.show_progress = show_progress
@@ -113,7 +114,7 @@ class SearchRun:
         if j.base_correct:  # resume: the full merge is cached, as it was before
             expert = [j.expert["val"][t] for t in ev.task_names]
             full_val = Outcome(fitness(j.base["val"], j.expert["val"]), tuple(unpack_bits(c) for c in j.base_correct),
-                               normalizers(expert), j.base["val"])
+                               tuple(expert), j.base["val"])
             ev.remember(full, "val", None, full_val)
             ev.remember(full, "test", None, Outcome(fitness(j.base["test"], j.expert["test"]), scores=j.base["test"]))
             return full_val

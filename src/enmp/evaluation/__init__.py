@@ -2,7 +2,7 @@
 
 from .data import Examples, load_examples
 from .heads import Head, load_head
-from .metrics import fitness, normalized, summary
+from ..metrics import fitness, normalized, summary
 from .tasks import (CausalLMTask, ClassificationTask, ClipZeroShotTask, PreparedSplit, TaskKind, accuracy,
                     correct)
 

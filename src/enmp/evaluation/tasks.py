@@ -11,6 +11,7 @@ from typing import Any, Callable, Optional
 
 import torch
 
+from .. import metrics
 from ..errors import EnmpError, NumericalError
 from .data import Examples
 from .heads import Head
@@ -225,4 +226,4 @@ def correct(task: TaskKind, model: torch.nn.Module, split: PreparedSplit,
 
 def accuracy(task: TaskKind, model: torch.nn.Module, split: PreparedSplit,
              before_batch: Optional[Callable[[int], None]] = None) -> float:
-    return 100.0 * int(correct(task, model, split, before_batch).sum()) / max(1, split.n)
+    return metrics.accuracy(correct(task, model, split, before_batch))

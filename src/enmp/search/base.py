@@ -104,13 +104,20 @@ class Strategy(ABC):
     name: ClassVar[str] = ""
     summary: ClassVar[str] = ""  # one line for `--help` and the docs
     OPTIONS: ClassVar[Options] = Options()  # the strategy's own options (search.options)
+    DEFAULTS: ClassVar[dict[str, Any]] = {}  # the strategy's own defaults of COMMON settings (e.g. a population)
+
+    @classmethod
+    def resolve_settings(cls, common: dict[str, Any], options: dict[str, Any]) -> tuple[dict, dict]:
+        """Every common setting and option of this strategy: given values checked, the rest its defaults."""
+        declared = Options(*(o.with_default(cls.DEFAULTS.get(name, o.default)) for name, o in COMMON.items()))
+        return (declared.resolve(common, where="search"),
+                cls.OPTIONS.resolve(options, where="search.options", owner=f"search '{cls.name}'"))
 
     def __init__(self, shape: tuple[int, int], **settings: Any):
         if (not isinstance(shape, (tuple, list)) or len(shape) != 2
                 or any(not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 1 for n in shape)):
             raise EnmpError(f"mask shape must be (tasks ≥ 1, groups ≥ 1), got {shape!r}", where="search")
-        common = COMMON.resolve({k: settings.pop(k) for k in COMMON if k in settings}, where="search")
-        self.options = self.OPTIONS.resolve(settings, where="search.options", owner=f"search '{self.name}'")
+        common, self.options = self.resolve_settings({k: settings.pop(k) for k in COMMON if k in settings}, settings)
         self.shape = (int(shape[0]), int(shape[1]))
         self.rho, self.seed = common["rho"], common["seed"]
         self.popsize, self.generations = common["popsize"], common["generations"]

@@ -36,7 +36,7 @@ from .evidence import Evidence
 from .final_choice import FINAL_CHOICES, final_contenders
 from .greedy import single_prunings
 from .outcome import Subset, check_fold_sizes
-from .pycma import SIGMA0, evolution_strategy, losses
+from .pycma import SIGMA0, calibrated_mean0, evolution_strategy, losses
 
 # stages, race_z, probe, start_pruned and final (with voters) were chosen on a development split of the demo
 # tasks' validation data (every third validation example held out; `benchmarks/quality.py --dev`), never on
@@ -58,13 +58,6 @@ OPTIONS = Options(
     Option("confirm_z", float, 0.0, "margin in standard errors a contender must beat the full merge by", low=0),
 )
 LEVEL = 0.9  # the interval the report quotes around the held-out margin
-
-
-def calibrated_mean0(expected_pruned: float, n_modules: int, sigma0: float) -> float:
-    """The latent mean at which each of `n_modules` scores N(mean, σ0²) is positive with probability
-    expected_pruned / n_modules, so a candidate prunes `expected_pruned` modules on average."""
-    p = min(max(expected_pruned / n_modules, 1e-9), 0.5)
-    return sigma0 * float(NormalDist().inv_cdf(p))
 
 
 @register("fast")

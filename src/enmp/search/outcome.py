@@ -17,6 +17,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from ..errors import EnmpError
+from ..metrics import accuracy, fitness
 
 
 class Subset:
@@ -96,26 +97,22 @@ class Outcome:
 
     `correct` holds per task one bool per asked example, in the subset's index order (None when a strategy is
     driven with bare fitness values, as pycma's `tell(X, f)` is). `fitness` is the mean normalized accuracy on
-    those examples (−inf: the candidate failed). `normalizers` turn an example's right/wrong into its share of
-    the fitness: 1e4 / the task expert's accuracy (%), so that the mean over a task's examples is its
-    normalized accuracy."""
+    those examples (−inf: the candidate failed); `expert` each task expert's accuracy (%) on the validation
+    split, the normalizer."""
 
     fitness: float
     correct: Optional[tuple[np.ndarray, ...]] = None
-    normalizers: Optional[tuple[float, ...]] = None
+    expert: Optional[tuple[float, ...]] = None
     scores: Optional[dict[str, float]] = None  # per task raw accuracy (%) on the asked examples
     error: Optional[str] = None
     cached: bool = False
 
-    @property
-    def failed(self) -> bool:
-        return self.error is not None or not math.isfinite(self.fitness)
-
-    def per_example(self) -> list[np.ndarray]:
-        """Per task, each asked example's normalized score (its mean is the task's normalized accuracy)."""
-        if self.correct is None or self.normalizers is None:
-            raise ValueError("this outcome carries a fitness value only, no per-example results")
-        return [c.astype(float) * s for c, s in zip(self.correct, self.normalizers)]
+    @classmethod
+    def from_correct(cls, correct: Sequence[np.ndarray], expert: Sequence[float]) -> "Outcome":
+        """The outcome of these per-example results, its fitness computed exactly as the engine computes it."""
+        correct = tuple(np.asarray(c, dtype=bool) for c in correct)
+        raw = {t: accuracy(c) for t, c in enumerate(correct)}
+        return cls(fitness(raw, dict(enumerate(expert))), correct, tuple(expert))
 
     @classmethod
     def of(cls, value: "Outcome | float") -> "Outcome":
@@ -126,7 +123,21 @@ class Outcome:
         return cls(value if math.isfinite(value) else -math.inf,
                    error=None if math.isfinite(value) else "non-finite fitness")
 
+    @property
+    def failed(self) -> bool:
+        return self.error is not None or not math.isfinite(self.fitness)
 
-def normalizers(expert: Sequence[float]) -> tuple[float, ...]:
-    """1e4 / accuracy (%) per task: an example's normalized score when right (0 for an expert at 0 %)."""
-    return tuple(1e4 / a if a > 0 else 0.0 for a in expert)
+    @property
+    def sizes(self) -> tuple[int, ...]:
+        return tuple(len(c) for c in self.correct)
+
+    @property
+    def normalizers(self) -> tuple[float, ...]:
+        """1e4 / accuracy (%) per task: an example's normalized score when right (0 for an expert at 0 %)."""
+        return tuple(1e4 / a if a > 0 else 0.0 for a in self.expert)
+
+    def per_example(self) -> list[np.ndarray]:
+        """Per task, each asked example's normalized score (its mean is the task's normalized accuracy)."""
+        if self.correct is None or self.expert is None:
+            raise ValueError("this outcome carries a fitness value only, no per-example results")
+        return [c.astype(float) * s for c, s in zip(self.correct, self.normalizers)]

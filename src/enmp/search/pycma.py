@@ -11,6 +11,7 @@ variant (``CMA_diagonal: True``, linear in D) and says so. At the paper's sizes 
 from __future__ import annotations
 
 import warnings
+from statistics import NormalDist
 
 import cma
 import numpy as np
@@ -75,6 +76,15 @@ def evolution_strategy(mean0: np.ndarray, sigma0: float, popsize: int, seed: int
         options["CMA_diagonal"] = True
         warnings.warn(note, UserWarning, stacklevel=2)
     return cma.CMAEvolutionStrategy(mean0, sigma0, options)
+
+
+def calibrated_mean0(expected_pruned: float, n_modules: int, sigma0: float) -> float:
+    """The latent mean at which each of `n_modules` scores N(mean, σ0²) is positive with probability
+    expected_pruned / n_modules, so a candidate prunes `expected_pruned` modules on average (cma's mean of −1
+    prunes a fixed ~2 % of the modules: well under one at small T·G, so early generations re-score the full
+    merge)."""
+    p = min(max(expected_pruned / n_modules, 1e-9), 0.5)
+    return sigma0 * float(NormalDist().inv_cdf(p))
 
 
 def latent_mean0(value, n: int, where: str = "search.options.mean0") -> np.ndarray:
