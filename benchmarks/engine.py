@@ -31,9 +31,9 @@ from rich.console import Console
 from rich.table import Table
 
 from enmp.demo.run import prepare_demo
-from enmp.engine.local import LocalEvaluator
-from enmp.engine.patch import parameter_name
-from enmp.engine.workspace import build_workspace
+from enmp import LocalEvaluator
+from enmp.engine.scoring.patch import parameter_name
+from enmp import build_workspace
 from enmp.evaluation import accuracy, fitness, load_examples
 from enmp.masking import decode
 from enmp.merging import MergeParams, merge

@@ -29,10 +29,10 @@ from rich.table import Table
 
 from enmp.atomic_files import atomic_write_json
 from enmp.config import load_config
-from enmp.engine.journal import Journal
-from enmp.engine.run import SearchRun
-from enmp.engine.run_report import RunReport
-from enmp.engine.workspace import build_workspace
+from enmp.engine.run.journal import Journal
+from enmp import SearchRun
+from enmp import RunReport
+from enmp import build_workspace
 from environment import machine  # benchmarks/environment.py
 
 FINAL_OPTIONS = {"final", "contenders", "voters", "confirm_z"}

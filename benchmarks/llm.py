@@ -44,8 +44,9 @@ from rich.table import Table
 from enmp.atomic_files import atomic_write_json
 from enmp.config import RunConfig, parse_config
 from enmp.demo.data import read_split
-from enmp.demo.run import BASE_METHODS, _tune_lambda, base_fingerprint
-from enmp.engine.workspace import quiet_transformers
+from enmp import tune_lambda
+from enmp.demo.run import BASE_METHODS, base_fingerprint
+from enmp.engine.loading.model import quiet_transformers
 from enmp.errors import EnmpError
 from environment import machine  # benchmarks/environment.py
 from llm_train import TASKS, TrainSettings, build_data, default_tasks, ensure_base, steps, task_dir, train_expert
@@ -148,9 +149,9 @@ def run_config(kind: str, base: Path, data_dir: Path, experts: Path, s: Settings
 def bench_kind(kind: str, base: Path, data_dir: Path, experts: Path, s: Settings, train: dict, runs: Path,
                console: Console) -> dict:
     """Experts, frozen base, base merges and ENMP searches of one task kind on one loaded model."""
-    from enmp.api import run_search
-    from enmp.engine.local import LocalEvaluator
-    from enmp.engine.workspace import build_workspace
+    from enmp import run_search
+    from enmp import LocalEvaluator
+    from enmp import build_workspace
     from enmp.evaluation import summary
     from enmp.merging import MergeParams, method_params
 
@@ -175,7 +176,7 @@ def bench_kind(kind: str, base: Path, data_dir: Path, experts: Path, s: Settings
         job = bar.add_task(f"{kind}: base merges (λ tuned on validation)", total=len(s.methods))
         for method in s.methods:
             extra, grid = BASE_METHODS[method]
-            lam, _ = _tune_lambda(ws, method, extra, grid, expert["val"])
+            lam, _ = tune_lambda(ws, method, grid, expert["val"], **extra)
             bev = LocalEvaluator(ws, method, method_params(method, lam=lam, **extra))
             raw = {sp: bev.scores(full, sp) for sp in ("val", "test")}  # val: prefix-cache hits of the tuning
             out["methods"][method] = {"lam": lam, "extra": extra, "raw": raw,

@@ -31,9 +31,9 @@ from rich.console import Console  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 
 from enmp.config import RunConfig  # noqa: E402
-from enmp.engine.local import LocalEvaluator  # noqa: E402
-from enmp.engine.workspace import build_workspace  # noqa: E402
-from enmp.engine.run import SearchRun  # noqa: E402
+from enmp import LocalEvaluator  # noqa: E402
+from enmp import build_workspace  # noqa: E402
+from enmp import SearchRun  # noqa: E402
 from synthetic import FULL, QUICK, synthetic_setup  # noqa: E402  (benchmarks/synthetic.py)
 
 DEMO_CACHE = ROOT / ".cache" / "enmp-demo"

@@ -23,9 +23,10 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from enmp.engine.accounting import CostModel
-from enmp.engine.evaluator import Evaluator, Job, JobResult
-from enmp.engine.workspace import Workspace
+from enmp.engine.scoring.accounting import CostModel
+from enmp.engine.scoring.evaluator import Evaluator, Job, JobResult
+from enmp.engine.scoring.live import live_model
+from enmp import Workspace
 from enmp.errors import NumericalError
 from enmp.evaluation import correct
 from enmp.masking import keep_to_str
@@ -120,7 +121,8 @@ class PoolComputer:
 
     def __init__(self, ws: Workspace, store: PoolStore):
         self.ws, self.store = ws, store
-        self.patcher = ws.patcher()
+        self.live = live_model(ws)
+        self.patcher = self.live.patcher
         self.examples_run = 0
 
     def outcomes(self, keep: np.ndarray, method: str, params: MergeParams, task: int,
@@ -144,7 +146,7 @@ class PoolComputer:
         self.patcher.apply(np.asarray(keep, dtype=bool), method, params)
         self.examples_run += len(run)
         if len(run) == len(ws.examples["val"][task]):  # the whole pool: its one prepared copy, prefix-cached
-            prefix = ws.prefix_cache()
+            prefix = self.live.prefix
             if prefix is not None:
                 prefix.begin("pool", task, self.patcher.layer_signature(len(prefix.layers)))
                 try:
@@ -167,7 +169,7 @@ class PoolEvaluator(Evaluator):
         ws = computer.ws
         super().__init__(ws.task_names, len(ws.groups), method, params)
         self.computer, self.parts = computer, parts
-        self.cost_model = CostModel(*ws.target_layout(), ws.n_layers, True)  # as a run with a prefix cache
+        self.cost_model = CostModel(*ws.target_layout(), computer.live.n_layers, True)  # as a run with a prefix cache
         self.val_sizes = tuple(len(ix) for ix in parts["val"])
 
     def run_jobs(self, jobs: Sequence[Job]) -> list[JobResult]:

@@ -25,10 +25,11 @@ from rich.console import Console
 from rich.table import Table
 
 from enmp.atomic_files import atomic_write_json
-from enmp.demo.run import BASE_METHODS, DemoSettings, _tune_lambda, demo_config, prepare_demo
-from enmp.engine.local import LocalEvaluator
-from enmp.engine.run import SearchRun
-from enmp.engine.workspace import build_workspace
+from enmp import tune_lambda
+from enmp.demo.run import BASE_METHODS, DemoSettings, demo_config, prepare_demo
+from enmp import LocalEvaluator
+from enmp import SearchRun
+from enmp import build_workspace
 from enmp.merging import MergeParams
 from environment import files_digest, machine  # benchmarks/environment.py
 from synthetic import QUICK, synthetic_setup  # benchmarks/synthetic.py
@@ -245,7 +246,7 @@ def main() -> int:
                 "experts_sha256": files_digest(Path(experts_dir).rglob("*.safetensors"))}
     for method in args.methods.split(","):
         extra, grid = BASE_METHODS[method]
-        lam, _ = _tune_lambda(ws, method, extra, grid, expert["val"])
+        lam, _ = tune_lambda(ws, method, grid, expert["val"], **extra)
         results[method] = {"lam": lam}
         base = None
         for strategy in strategies:

@@ -35,8 +35,8 @@ from rich.table import Table
 from enmp.atomic_files import atomic_write_json
 from enmp.config import parse_config
 from enmp.demo.run import BASE_METHODS, DemoSettings, prepare_demo
-from enmp.engine.run import SearchRun
-from enmp.engine.workspace import build_workspace
+from enmp import SearchRun
+from enmp import build_workspace
 from enmp.merging import MergeParams, method_params
 from enmp.metrics import accuracy, fitness
 from environment import machine  # benchmarks/environment.py

@@ -144,8 +144,8 @@ def warm_up(config: Path) -> None:
     """Load and score a 1-task, 1-layer model of the same kind through the same code, so the runtime
     baseline holds the libraries' one-time state (modeling code, tokenizers, kernels), not just imports."""
     from enmp.config import load_config
-    from enmp.engine.local import LocalEvaluator
-    from enmp.engine.workspace import build_workspace
+    from enmp import LocalEvaluator
+    from enmp import build_workspace
     from enmp.merging import MergeParams
 
     ws = build_workspace(load_config(config))
@@ -154,10 +154,10 @@ def warm_up(config: Path) -> None:
 
 def instrument(timers: Timers) -> None:
     """Time the engine's own functions (by wrapping them: the code measured is the code that runs)."""
-    from enmp.engine import local
-    from enmp.engine.journal import Journal
-    from enmp.engine.patch import LivePatcher
-    from enmp.engine.prefix import PrefixCache
+    from enmp.engine.scoring import local
+    from enmp.engine.run.journal import Journal
+    from enmp.engine.scoring.patch import LivePatcher
+    from enmp.engine.scoring.prefix import PrefixCache
     from enmp.search import cma_strategy
     from enmp.search.cma_strategy import CmaStrategy
 
@@ -178,48 +178,34 @@ def run_setting(config: Path, warm: Path) -> dict:
     import ctypes
     import gc
 
-    from enmp.config import load_config
-    from enmp.engine import run as run_module
-    from enmp.engine.run import SearchRun
+    from enmp import SearchRun, load_config, load_inputs
 
     warm_up(warm)
     gc.collect()
     runtime_mb = rss_mb()  # libraries imported and warmed up, nothing of this setting loaded
     timers = Timers()
     instrument(timers)
-    load_inputs, wall = run_module.load_inputs, {}
-
-    def timed_load_inputs(*args, **kwargs):
-        t = time.perf_counter()
-        inputs = load_inputs(*args, **kwargs)
-        wall["load"] = time.perf_counter() - t
-        return inputs
-
-    run_module.load_inputs = timed_load_inputs
+    wall = {}
     cfg = load_config(config)
     names = [tc.name for tc in cfg.tasks]
     known = {s: dict.fromkeys(names, 50.0) for s in ("val", "test")}  # random labels: reference scores are
     t = time.perf_counter()                                            # not what is measured, so given
+    inputs = load_inputs(cfg)
+    wall["load"] = time.perf_counter() - t  # adapters read and validated
     run = SearchRun(cfg, config.parent / "out", overwrite=True, console=Console(quiet=True), show_progress=False,
-                    expert=known, base=known)
-    setup_s = time.perf_counter() - t  # adapters read and validated, model and data loaded
+                    workspace=inputs, expert=known, base=known)
+    setup_s = time.perf_counter() - t  # and the model and data loaded
     ev, strategy = run.evaluator, run.strategy
-    cache, prefix = ev.cache, ev.ws.prefix_cache()
-    search = run._search
-
-    def timed_search(*args):
-        hits, misses = cache.hits, cache.misses
-        timers.active = True
-        t = time.perf_counter()
-        try:
-            return search(*args)
-        finally:
-            wall["search"] = time.perf_counter() - t
-            timers.active = False
-            wall["hits"], wall["misses"] = cache.hits - hits, cache.misses - misses
-
-    run._search = timed_search
-    run.run()
+    cache, prefix = ev.cache, ev.live.prefix
+    full_val = run.prepare()
+    hits, misses = cache.hits, cache.misses
+    timers.active = True
+    t = time.perf_counter()
+    decision = run.search(full_val)
+    wall["search"] = time.perf_counter() - t
+    timers.active = False
+    wall["hits"], wall["misses"] = cache.hits - hits, cache.misses - misses
+    run.finish(decision)
     gens, n_modules, popsize = strategy.generation, strategy.n_modules, cfg.search.popsize
     per_gen = {k: v / gens for k, v in timers.seconds.items()}
     gen_s = wall["search"] / gens

@@ -24,10 +24,11 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from enmp.demo.run import BASE_METHODS, DemoSettings, _tune_lambda, demo_config, prepare_demo
-from enmp.engine.local import LocalEvaluator
-from enmp.engine.run import SearchRun
-from enmp.engine.workspace import build_workspace
+from enmp import tune_lambda
+from enmp.demo.run import BASE_METHODS, DemoSettings, demo_config, prepare_demo
+from enmp import LocalEvaluator
+from enmp import SearchRun
+from enmp import build_workspace
 from enmp.merging import MergeParams
 from synthetic import QUICK, synthetic_setup  # benchmarks/synthetic.py
 
@@ -83,7 +84,7 @@ def main() -> int:
     ev = LocalEvaluator(ws, "ta", MergeParams(lam=1.0))
     expert = {"val": ev.compute_expert("val")}
     extra, grid = BASE_METHODS["ta"]
-    lam, base_fit = _tune_lambda(ws, "ta", extra, grid, expert["val"])
+    lam, base_fit = tune_lambda(ws, "ta", grid, expert["val"], **extra)
     full = LocalEvaluator(ws, "ta", MergeParams(lam=lam, **extra))
     full.expert.update(expert)
     base = {"val": full.scores(np.ones(full.shape, bool), "val")}

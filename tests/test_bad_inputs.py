@@ -251,7 +251,7 @@ def test_failed_write_leaves_previous_output_intact(env, tmp_path, monkeypatch, 
     """Disk full while writing: one line, exit 2, the old --out intact, no temp or new parent dirs left."""
     import errno
 
-    import enmp.engine.merge_dir as merge_api
+    import enmp.engine.outputs.merge_dir as merge_api
 
     real_write_model = merge_api.write_model
 

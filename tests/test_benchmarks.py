@@ -117,7 +117,7 @@ def test_final_choice_cuts_only_a_held_out_round(tmp_path):
     sys.path.insert(0, str(BENCH))
     from final_choice import cut_final_round
 
-    from enmp.engine.journal import Journal
+    from enmp.engine.run.journal import Journal
 
     j = Journal(tmp_path)
     j.start()

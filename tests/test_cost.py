@@ -42,3 +42,25 @@ def test_prefix_cache_hits_are_not_counted(tmp_path):
     assert cached.cost["layer_examples"] < plain.cost["layer_examples"]  # shared layers were skipped
     saved = yaml.safe_load((tmp_path / "cached/run/report.json").read_text())
     assert saved["cost"] == cached.cost
+
+
+def test_examples_already_scored_answer_a_subset_without_running_or_cost(tmp_path):
+    """A mask scored on the whole split serves any of its folds from memory (not charged, marked cached), with
+    exactly the fitness a direct evaluation of that fold gives; a fresh evaluator runs it and is charged."""
+    import numpy as np
+
+    from enmp import LocalEvaluator, MergeParams, Subset, build_workspace
+
+    cfg = load_config(make_run(tmp_path, "bert", n_tasks=N_TASKS, n_val=N_VAL, n_test=6))
+    ws = build_workspace(cfg)
+    keep = np.ones((N_TASKS, 2), bool)
+    keep[1, 0] = False
+    fold = Subset.folds([N_VAL] * N_TASKS, 3, seed=0)[1]
+    ev = LocalEvaluator(ws, "ta", MergeParams(lam=0.5))
+    ev.evaluate(keep)
+    before = ev.search_cost.to_json()
+    sliced = ev.evaluate(keep, subset=fold)
+    assert sliced.cached and ev.search_cost.to_json() == before
+    direct = LocalEvaluator(ws, "ta", MergeParams(lam=0.5)).evaluate(keep, subset=fold)
+    assert not direct.cached and direct.fitness == sliced.fitness and direct.scores == sliced.scores
+    assert all((a == b).all() for a, b in zip(direct.correct, sliced.correct))

@@ -223,7 +223,7 @@ def test_demo_settings_make_a_valid_search(tmp_path, quick):
     one, a strategy that accepts the population and bound, and enough validation examples per task for its folds
     (a workspace refuses fewer at run time, after the experts were trained)."""
     from enmp.demo.run import BASE_METHODS
-    from enmp.engine.run import make_strategy
+    from enmp.engine.run.search_run import make_strategy
     from enmp.search import ValidationData
 
     s = DemoSettings().quick() if quick else DemoSettings()

@@ -7,11 +7,12 @@ import pytest
 import torch
 
 from enmp.config import load_config
-from enmp.engine.cache import MergeCache
-from enmp.engine.local import LocalEvaluator
-from enmp.engine.export import merged_deltas
-from enmp.engine.patch import LivePatcher
-from enmp.engine.workspace import build_workspace
+from enmp.engine.scoring.cache import MergeCache
+from enmp.engine.scoring.local import LocalEvaluator
+from enmp.engine.scoring.live import live_model
+from enmp.engine.outputs.export import merged_deltas
+from enmp.engine.scoring.patch import LivePatcher
+from enmp.engine.loading.workspace import build_workspace
 from enmp.masking import Mask
 from enmp.merging import MergeParams, resolved
 from tiny_runs import make_run
@@ -169,7 +170,7 @@ def test_prefix_cache_is_exact_and_skips_layers(tmp_path, family):
     plain_cfg = cfg.model_copy(deep=True)
     plain_cfg.eval.prefix_cache_mb = 0
     fast, plain = build_workspace(cfg), build_workspace(plain_cfg)
-    assert fast.prefix_cache() is not None and plain.prefix_cache() is None
+    assert live_model(fast).prefix is not None and live_model(plain).prefix is None
     a, b = LocalEvaluator(fast, "ties", MergeParams(lam=0.8, top_k=80)), LocalEvaluator(plain, "ties", MergeParams(lam=0.8, top_k=80))
     shape = a.shape
     masks = _masks(shape, 10, seed=3)
@@ -177,6 +178,6 @@ def test_prefix_cache_is_exact_and_skips_layers(tmp_path, family):
     last[:, -1] = False  # shares every layer but the last with the full merge
     for keep in masks + [last]:
         assert a.scores(keep, "val") == b.scores(keep, "val")
-    assert fast.prefix_cache().layers_skipped > 0
+    assert live_model(fast).prefix.layers_skipped > 0
     a.patcher.restore()
     b.patcher.restore()

@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import save_file
 
 from enmp.config import DataConfig, TaskConfig
-from enmp.engine.workspace import build_task
+from enmp.engine.loading.workspace import build_task
 from enmp.errors import EnmpError
 from enmp.evaluation import load_examples, load_head
 

@@ -63,3 +63,28 @@ def test_no_module_imports_a_higher_layer():
             if other in RANK and RANK[other] > RANK[unit]:
                 bad.append(f"{path.relative_to(SRC)} imports {other}")
     assert not bad, bad
+
+
+#: the engine's rooms, in data-path order: a room imports only rooms before it (and lower layers)
+ROOMS = ["loading", "scoring", "outputs", "run", "dry_run"]
+
+
+def test_engine_rooms_import_only_earlier_rooms():
+    engine = SRC / "engine"
+    room_of = {name: i for i, name in enumerate(ROOMS)}
+    assert {p.name for p in engine.iterdir() if p.is_dir() and p.name != "__pycache__"} == set(ROOMS)
+    bad = []
+    for path in sorted(engine.rglob("*.py")):
+        rel = path.relative_to(engine).parts
+        if len(rel) == 1:
+            continue  # engine/__init__.py
+        mine = room_of[rel[0]]
+        text = path.read_text()
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.ImportFrom) and node.level:
+                here = path.relative_to(SRC).parts[:-1]
+                base = here[: len(here) - (node.level - 1)]
+                parts = [*base, *(node.module.split(".") if node.module else [])]
+                if len(parts) >= 2 and parts[0] == "engine" and parts[1] in room_of and room_of[parts[1]] > mine:
+                    bad.append(f"{path.relative_to(SRC)} imports engine.{parts[1]}")
+    assert not bad, bad

@@ -24,6 +24,7 @@ import yaml
 from enmp.adapters import BaseCheckpoint
 from enmp.config import load_config
 from enmp.errors import EnmpError
+from enmp.engine.scoring.live import LiveModel, live_model
 from enmp.masking import Mask
 from enmp.merging import MergeParams
 from tiny_runs import cli
@@ -66,7 +67,7 @@ def llm(tmp_path_factory):
     copy of the model; the last test merges it into its copy)."""
     from peft import LoraConfig, get_peft_model
 
-    from enmp.engine.workspace import load_model, quiet_transformers
+    from enmp.engine.loading.workspace import load_model, quiet_transformers
 
     quiet_transformers()
     root = tmp_path_factory.mktemp("llm")
@@ -136,7 +137,7 @@ def test_gguf_base_validates_like_a_checkpoint(llm):
 
 def _workspace(llm, monkeypatch, prefix_mb: int):
     """build_workspace on a run YAML for the GGUF base, reusing the module's loaded model."""
-    from enmp.engine import workspace
+    from enmp.engine.loading import workspace
 
     root = llm["root"]
     tasks = []
@@ -158,16 +159,17 @@ def _workspace(llm, monkeypatch, prefix_mb: int):
 
 
 def test_live_merge_matches_peft_and_prefix_cache_is_exact(llm, monkeypatch):
-    from enmp.engine.local import LocalEvaluator
+    from enmp.engine.scoring.local import LocalEvaluator
 
     fast = _workspace(llm, monkeypatch, prefix_mb=256)
     tok = fast.processors["causal_lm"]
     assert tok.pad_token_id is not None and tok.padding_side == "right"
     ev = LocalEvaluator(fast, "ta", MergeParams(lam=LAM))
     plain = dataclasses.replace(fast, cfg=fast.cfg.model_copy(update={"eval": fast.cfg.eval.model_copy(
-        update={"prefix_cache_mb": 0})}), _prefix=None, _prefix_checked=False)  # same model and patcher
+        update={"prefix_cache_mb": 0})}), live=None)
+    plain.live = LiveModel(plain, patcher=live_model(fast).patcher)  # same model and patcher, no prefix cache
     ev_plain = LocalEvaluator(plain, "ta", MergeParams(lam=LAM))
-    assert fast.prefix_cache() is not None and plain.prefix_cache() is None
+    assert live_model(fast).prefix is not None and live_model(plain).prefix is None
     logits: list[torch.Tensor] = []
     hook = llm["model"].register_forward_hook(lambda _m, _i, out: logits.append(out.logits.detach().clone()))
     try:
@@ -179,7 +181,7 @@ def test_live_merge_matches_peft_and_prefix_cache_is_exact(llm, monkeypatch):
             logits.clear()
             assert ev_plain.scores(keep, "val") == with_cache
             assert all(torch.equal(a, b) for a, b in zip(cached_logits, logits)) and len(logits) == len(TASKS)
-        assert fast.prefix_cache().layers_skipped > 0
+        assert live_model(fast).prefix.layers_skipped > 0
     finally:
         hook.remove()
     ev.patcher.restore()

@@ -20,8 +20,8 @@ from safetensors.torch import load_file
 from enmp.cli import main as cli_main
 from enmp.cli.merge_flags import flag_help, with_merge_flags
 from enmp.config import MergeConfig, load_config, parse_config
-from enmp.engine.model_card import merge_command, method_values
-from enmp.engine.run_report import RunReport
+from enmp.engine.outputs.model_card import merge_command, method_values
+from enmp.engine.run.run_report import RunReport
 from enmp.errors import EnmpError
 from enmp.merging import METHODS, MergeMethod, MergeParams, declared_options, flag_params, merge, method_params
 from enmp.merging.params import LAM

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from enmp.config import load_config
-from enmp.engine.run import SearchRun
+from enmp.engine.run.search_run import SearchRun
 from tiny_runs import make_run
 
 TOKEN_FILE = Path.home() / ".ray" / "auth_token"
@@ -62,11 +62,11 @@ def parallel(setup):
 
 
 def test_two_workers_match_the_serial_run(serial, parallel):
-    from enmp.engine.parallel import ParallelEvaluator
+    from enmp.engine.scoring.parallel import ParallelEvaluator
 
     s_report, s_trace = serial
     run, p_report, _, _ = parallel
-    from enmp.engine.workspace import Workspace
+    from enmp.engine.loading.workspace import Workspace
 
     assert isinstance(run.evaluator, ParallelEvaluator)
     assert not isinstance(run.inputs, Workspace)  # the driver loads no model and no data
@@ -107,8 +107,8 @@ def test_a_killed_worker_is_restarted_and_the_run_finishes_the_same(setup, seria
 
 
 def test_duplicates_in_a_batch_run_once_and_come_back_in_order(parallel):
-    from enmp.engine.local import LocalEvaluator
-    from enmp.engine.workspace import build_workspace
+    from enmp.engine.scoring.local import LocalEvaluator
+    from enmp.engine.loading.workspace import build_workspace
 
     run, _, _, _ = parallel
     pool = run.evaluator
@@ -128,7 +128,7 @@ def test_duplicates_in_a_batch_run_once_and_come_back_in_order(parallel):
 
 
 def test_plan_workers_devices():
-    from enmp.engine.parallel import plan_workers
+    from enmp.engine.scoring.parallel import plan_workers
     from enmp.errors import EnmpError
 
     cfg = load_config_stub(workers=2, device="cpu")
@@ -158,7 +158,7 @@ def test_one_worker_never_imports_ray(setup, tmp_path):
     code = textwrap.dedent(f"""
         import sys
         from enmp.config import load_config
-        from enmp.engine.run import SearchRun
+        from enmp.engine.run.search_run import SearchRun
         import enmp.cli.main
         cfg = load_config({str(path)!r})
         cfg.search.generations = 1

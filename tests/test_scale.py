@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from enmp.engine.cache import MergeCache
+from enmp.engine.scoring.cache import MergeCache
 from enmp.errors import EnmpError
 from enmp.masking import decode
 from enmp.search import Outcome, ValidationData

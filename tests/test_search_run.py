@@ -19,11 +19,11 @@ from safetensors.torch import load_file
 
 from enmp.cli.main import main
 from enmp.config import load_config
-from enmp.engine.local import LocalEvaluator
-from enmp.engine.journal import Journal
-from enmp.engine.run_report import RunReport
+from enmp.engine.scoring.local import LocalEvaluator
+from enmp.engine.run.journal import Journal
+from enmp.engine.run.run_report import RunReport
 from enmp.api import run_search
-from enmp.engine.workspace import build_workspace
+from enmp.engine.loading.workspace import build_workspace
 from enmp.masking import prune_budget
 from enmp.merging import MergeParams
 from tiny_runs import make_run
@@ -151,7 +151,7 @@ def _strip(history):
 #: passes SIGINT on as ignored, and Python then never raises KeyboardInterrupt (the run finished with exit 0).
 PACED_CLI = """import signal, sys, time
 signal.signal(signal.SIGINT, signal.default_int_handler)
-from enmp.engine.journal import Journal
+from enmp.engine.run.journal import Journal
 append = Journal.append
 def paced(self, *args, **kwargs):
     append(self, *args, **kwargs)
@@ -162,7 +162,8 @@ main(sys.argv[1:])
 """
 
 
-@pytest.mark.parametrize("sig, strategy", [(signal.SIGKILL, "cma"), (signal.SIGINT, "cma"), (signal.SIGKILL, "fast")])
+@pytest.mark.parametrize("sig, strategy", [(signal.SIGKILL, "cma"), (signal.SIGINT, "cma"), (signal.SIGKILL, "fast"),
+                                           (signal.SIGKILL, "crossfit")])
 def test_resume_after_kill_matches_uninterrupted_run(tmp_path, sig, strategy):
     """History, report and model of a killed and resumed run equal the uninterrupted run's, cost included: cost
     is a property of the search (what it asked), not of the process (what its caches held)."""

@@ -51,7 +51,7 @@ def merge(
 ):
     """Merge LoRA experts into the base model and write a Hugging Face model directory."""
     from .adapter_args import parse_adapter_args
-    from ..engine.merge_dir import merge_to_dir
+    from ..api import merge_to_dir
 
     if dtype not in (None, "float32", "float16", "bfloat16"):
         _fail(f"--dtype: unknown dtype '{dtype}' — use float32, float16 or bfloat16")
@@ -138,7 +138,7 @@ def search(
                  "eval.cache_mb": cache_mb}
     cfg = apply_overrides(cfg, {k: v for k, v in overrides.items() if v is not None}, resume is not None)
     if dry_run:
-        from ..engine.dry_run import dry_run as do_dry_run
+        from ..api import dry_run as do_dry_run
 
         do_dry_run(cfg, console=Console())
         return
@@ -187,7 +187,7 @@ def apply_overrides(cfg, overrides: dict, resuming: bool):
 @app.command()
 def report(run_dir: Path = typer.Argument(..., help="A run directory written by `enmp search`.")):
     """Print a finished run's results table again."""
-    from ..engine.run_report import RunReport
+    from ..api import RunReport
     from ..report import print_report
 
     print_report(RunReport.load(run_dir), Console())

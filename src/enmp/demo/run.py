@@ -154,23 +154,6 @@ def prepare_demo(cache: Path, settings: Optional[DemoSettings] = None, console: 
     return cfg, tasks, metrics
 
 
-def _tune_lambda(ws, method: str, extra: dict, grid, expert_val: dict):
-    """Pick λ for the base merge on validation (a fair baseline), as users of plain merges would."""
-    from ..engine.local import LocalEvaluator
-    from ..evaluation import fitness
-    from ..merging import method_params
-
-    full = np.ones((len(ws.tasks), len(ws.groups)), bool)
-    best = None
-    for lam in grid:
-        ev = LocalEvaluator(ws, method, method_params(method, lam=lam, **extra))
-        ev.expert["val"] = expert_val
-        fit = fitness(ev.scores(full, "val"), expert_val)
-        if best is None or fit > best[1]:
-            best = (lam, fit)
-    return best
-
-
 def _expert_table(tasks, metrics, expert) -> Table:
     table = Table(title="experts (test accuracy, %) — each LoRA alone vs a linear probe on the frozen base",
                   title_justify="left")
@@ -183,12 +166,8 @@ def _expert_table(tasks, metrics, expert) -> Table:
 
 
 def run_demo(out: Path, cache: Path, quick: bool = False, console: Optional[Console] = None) -> dict:
-    from ..engine.local import LocalEvaluator
-    from ..api import run_search
-    from ..engine.workspace import build_workspace
-    from ..evaluation import summary
-    from ..merging import MergeParams, method_params
-    from ..report import print_report
+    from ..api import (LocalEvaluator, MergeParams, build_workspace, method_params, print_report, run_search, summary,
+                       tune_lambda)
 
     console = console or Console()
     s = DemoSettings().quick() if quick else DemoSettings()
@@ -210,7 +189,7 @@ def run_demo(out: Path, cache: Path, quick: bool = False, console: Optional[Cons
         job = bar.add_task("base merges (λ tuned on validation)", total=len(s.searched))
         for method in s.searched:
             extra, grid = BASE_METHODS[method]
-            lam, _ = _tune_lambda(ws, method, extra, grid, expert["val"])
+            lam, _ = tune_lambda(ws, method, grid, expert["val"], **extra)
             bev = LocalEvaluator(ws, method, method_params(method, lam=lam, **extra))
             bev.expert.update(expert)
             full = np.ones((len(ws.tasks), len(ws.groups)), bool)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
-from ..engine.run_report import RunReport
+from ..engine.run.run_report import RunReport
 
 _ROWS = (("expert", "expert"), ("base", "base merge"), ("enmp", "+ ENMP"), ("random", "+ random"),
          ("greedy", "+ greedy"))
@@ -45,6 +45,13 @@ def print_report(report: RunReport, console: Console | None = None) -> None:
                   + f" — {report.evaluations} evaluations in {report.seconds:.1f} s")
     if report.decision:
         console.print(f"{report.strategy}: {report.decision}")
+    g = report.expected_gain
+    if g is not None:
+        console.print(f"expected gain on new data: {g.value:+.2f} ({g.level:.0%} interval {g.low:+.2f} to "
+                      f"{g.high:+.2f}) — {g.basis}")
+    elif report.strategy != "none":
+        console.print("no estimate from held-out data: the validation gain was measured where the mask was chosen "
+                      "and overstates the gain to expect (a crossfit search reports one)")
     if report.random is not None:
         console.print(f"random baseline: {report.random.repeats} random masks pruning "
                       f"{report.random.n_pruned} module(s) each (mean ± std over repeats)")

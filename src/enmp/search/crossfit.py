@@ -29,11 +29,15 @@ from ..masking import keep_to_str
 from ..options import Option, Options
 from .base import Candidate, Decision, Estimate, Strategy, ValidationData, get_strategy, register
 from .evidence import Evidence, paired_difference
+from .greedy import single_prunings
 from .outcome import Outcome, Subset, check_fold_sizes
 from .pycma import calibrated_mean0
 
 #: inner searches that only read fitness values (they are told outcomes on the training folds)
 INNER = ("cma", "stepwise", "greedy", "cmawm", "random")
+#: inner searches that start from every single pruning: those are scored once on all validation examples,
+#: and each fold's search reads its part (the engine serves a subset of examples it has already scored)
+FROM_SINGLES = ("greedy", "stepwise")
 LEVEL = 0.9  # the two-sided level of the reported interval
 
 OPTIONS = Options(
@@ -46,6 +50,8 @@ OPTIONS = Options(
            "examples) or consensus (modules most fold masks prune)", choices=("refit", "consensus")),
     Option("sigma0", float, None, "σ0 of an inner CMA-ES (null: the inner strategy's own)", low=0, low_open=True,
            nullable=True),
+    Option("min_t", float, 0.0, "inner greedy only: prune only modules whose gain alone is above this many paired "
+           "standard errors", low=0),
     Option("start_pruned", float, 2.0, "inner cma only: it starts where a candidate prunes this many modules on "
            "average (null: the paper's mean −1)", low=0, low_open=True, nullable=True),
 )
@@ -70,7 +76,8 @@ class CrossFitStrategy(Strategy):
         self.inner_cls = get_strategy(self.options["inner"])
         self._inner_options = self._inner_settings()
         self.z = NormalDist().inv_cdf(self.options["level"])
-        self.phase = "inner"  # inner (fold by fold) → check → refit (when kept) → done
+        self.phase = "singles" if self.options["inner"] in FROM_SINGLES else "inner"
+        # singles (once, all examples) → inner (fold by fold) → check → refit (when kept) → done
         self.fold = 0
         self.inner: Optional[Strategy] = None
         self.fold_masks: list[np.ndarray] = []
@@ -83,6 +90,11 @@ class CrossFitStrategy(Strategy):
             raise EnmpError(f"inner search '{o['inner']}' takes no sigma0", where="search.options.sigma0",
                             fix="leave sigma0 unset (null) for this inner search")
         out = {} if o["sigma0"] is None else {"sigma0": o["sigma0"]}
+        if o["min_t"] > 0:
+            if "min_t" not in declared:
+                raise EnmpError(f"inner search '{o['inner']}' takes no min_t", where="search.options.min_t",
+                                fix="use min_t with inner: greedy")
+            out["min_t"] = o["min_t"]
         if o["inner"] == "cma" and o["start_pruned"] is not None:
             sigma0 = out.get("sigma0", declared["sigma0"].default)
             out["mean0"] = calibrated_mean0(min(o["start_pruned"], self.budget), self.n_modules, sigma0)
@@ -93,7 +105,7 @@ class CrossFitStrategy(Strategy):
         """An upper bound on rounds: every inner search, the held-out check, a refit."""
         inner = self.inner_cls(self.shape, rho=self.rho, seed=self.seed, popsize=self.popsize,
                                generations=self.generations, **self._inner_options).n_generations
-        return (self.k + 1) * inner + 1
+        return (self.k + 1) * inner + 2
 
     @property
     def done(self) -> bool:
@@ -121,7 +133,8 @@ class CrossFitStrategy(Strategy):
         self.evidence = Evidence(data.sizes)
         self._full_key = keep_to_str(self._full())
         self.evidence.add(self._full_key, self.everything, data.full)
-        self._begin_inner(self.train[0])
+        if self.phase == "inner":
+            self._begin_inner(self.train[0])
 
     def _begin_inner(self, examples: Optional[Subset]) -> None:
         """A fresh inner search on `examples` (None: all of them), seeded per fold so folds differ."""
@@ -136,6 +149,8 @@ class CrossFitStrategy(Strategy):
 
     # ------------------------------------------------------------------ ask
     def _ask(self) -> list[Candidate]:
+        if self.phase == "singles":
+            return single_prunings(self.shape)
         if self.phase in ("inner", "refit"):
             return [Candidate(c.mask, c.z, c.tag, self.inner_examples) for c in self.inner.ask()]
         return [Candidate(m, tag="check", examples=f) for m, f in zip(self.fold_masks, self.folds) if not m.all()]
@@ -145,6 +160,9 @@ class CrossFitStrategy(Strategy):
         """Best is the current inner search's (on its own examples); `reference_fitness` is the full merge there."""
 
     def _tell(self, cands, outcomes) -> None:
+        if self.phase == "singles":
+            self.phase = "inner"
+            return self._begin_inner(self.train[0])
         if self.phase == "check":
             for cand, out in zip(cands, outcomes):
                 self.evidence.add(keep_to_str(cand.mask), cand.examples, out)

@@ -56,7 +56,7 @@ def _describe(cfg: RunConfig, base_id: str, arch: Architecture, ok: Callable[[st
 def _first_candidate(cfg: RunConfig, shape: tuple[int, int]) -> tuple[np.ndarray, str]:
     """The search's own first population's most pruned mask. CMA-ES starts at the full merge, so when no
     candidate prunes anything yet, prune the budget's worth of random modules: that path must run too."""
-    from ..run import make_strategy
+    from ..run.search_run import make_strategy
 
     mask = max((c.mask for c in make_strategy(cfg, shape).ask()), key=lambda m: int((~m).sum()))
     if not mask.all():
@@ -70,8 +70,9 @@ def _first_candidate(cfg: RunConfig, shape: tuple[int, int]) -> tuple[np.ndarray
 def dry_run(cfg: RunConfig, console: Optional[Console] = None, *, workdir: Optional[str | Path] = None,
             n_examples: int = 4) -> dict:
     """Validate `cfg` offline on a tiny random model of the same architecture; returns a summary dict."""
-    from ..local import LocalEvaluator
-    from ..workspace import build_workspace, quiet_transformers
+    from ..scoring.local import LocalEvaluator
+    from ..loading.model import quiet_transformers
+    from ..loading.workspace import build_workspace
 
     quiet_transformers()
     console = console or Console()

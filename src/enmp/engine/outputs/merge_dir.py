@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable, Optional
 
-from ..adapters import BaseCheckpoint, load_adapter_set, looks_like_hub_id
-from ..atomic_files import atomic_dir, atomic_write_json, check_output_dir
-from ..errors import EnmpError
-from ..masking import Mask, group_labels
-from ..merging import MergeParams, method_params, resolved
+from ...adapters import BaseCheckpoint, load_adapter_set, looks_like_hub_id
+from ...atomic_files import atomic_dir, atomic_write_json, check_output_dir
+from ...errors import EnmpError
+from ...masking import Mask, group_labels
+from ...merging import MergeParams, method_params, resolved
 from .export import merged_deltas, write_adapter, write_model
 from .model_card import merge_command, write_card
 

@@ -12,8 +12,8 @@ from typing import Optional, Union
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from ..errors import EnmpError
-from ..atomic_files import atomic_write_json, read_json
+from ...errors import EnmpError
+from ...atomic_files import atomic_write_json, read_json
 
 
 class _Model(BaseModel):
@@ -72,6 +72,7 @@ class RunReport(_Model):
     greedy: Optional[Baseline] = None
     decision: Optional[str] = None  # how the strategy chose its answer, when it says (e.g. `fast`'s final check)
     expected_gain: Optional[ExpectedGain] = None  # strategies that estimate it from data the decision did not fit
+    evidence: Optional[dict] = None  # what the strategy decided on (e.g. crossfit's held-out gain and folds)
 
     def gain(self, split: str) -> float:
         """The found mask's mean normalized accuracy on `split` minus the full merge's."""

@@ -16,11 +16,11 @@ import os
 from collections import deque
 from typing import Optional, Sequence
 
-from ...errors import EnmpError, first_line
-from ...merging import MergeParams
+from ....errors import EnmpError, first_line
+from ....merging import MergeParams
 from ..accounting import CostModel
 from ..evaluator import Evaluator, Job, JobResult
-from ..workspace import RunInputs
+from ...loading.inputs import RunInputs
 from .cluster import import_ray, plan_workers, start_ray
 from .worker import Worker, job_results
 

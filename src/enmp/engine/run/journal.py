@@ -15,8 +15,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import EnmpError
-from ..atomic_files import atomic_write_json, read_json
+from ...errors import EnmpError
+from ...atomic_files import atomic_write_json, read_json
 
 STATE_DIR = "state"
 FORMAT = "enmp.journal/3"

@@ -12,10 +12,10 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
-from ..adapters.types import AdapterSet, TargetMatrix
-from ..errors import EnmpError
-from ..masking import target_groups
-from ..merging import MergeParams, merge_kept
+from ...adapters.types import AdapterSet, TargetMatrix
+from ...errors import EnmpError
+from ...masking import target_groups
+from ...merging import MergeParams, merge_kept
 from .accounting import layer_signature
 from .cache import MergeCache
 

@@ -14,8 +14,8 @@ import os
 import secrets
 from typing import Optional
 
-from ...config import RunConfig
-from ...errors import EnmpError, first_line
+from ....config import RunConfig
+from ....errors import EnmpError, first_line
 
 LOOPBACK = "127.0.0.1"
 _TOKEN = secrets.token_hex(32)  # one token per driver process: Ray caches the token it loaded first

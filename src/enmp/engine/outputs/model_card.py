@@ -17,10 +17,10 @@ import shlex
 from pathlib import Path
 from typing import Optional, Sequence
 
-from ..adapters import AdapterSet, BaseCheckpoint, looks_like_hub_id
-from ..evaluation import summary
-from ..merging import MergeParams, get_method, resolved
-from ..merging.command_line import command_words
+from ...adapters import AdapterSet, BaseCheckpoint, looks_like_hub_id
+from ...evaluation import summary
+from ...merging import MergeParams, get_method, resolved
+from ...merging.command_line import command_words
 
 TAGS = ["merge", "lora", "enmp"]
 LIBRARY = {"model": "transformers", "adapter": "peft"}
@@ -140,9 +140,26 @@ def _scores(scores: dict) -> list[str]:
     return lines
 
 
+def expected_gain_lines(expected: Optional[dict], decision: Optional[str]) -> list[str]:
+    """What a user may expect on new data: the strategy's estimate from examples its decision did not fit, or
+    a warning that the validation gain was measured where the mask was chosen."""
+    lines = ["## Expected gain on new data", ""]
+    if expected is None:
+        lines.append("The search reports no estimate from held-out data: the validation scores above were measured "
+                     "on the examples the mask was chosen on, so they overstate the gain to expect.")
+    else:
+        lines.append(f"{expected['value']:+.2f} mean normalized accuracy points over the merge of all modules "
+                     f"({expected['level']:.0%} interval {expected['low']:+.2f} to {expected['high']:+.2f}); "
+                     f"{expected['basis']}.")
+    if decision:
+        lines += ["", f"How the search decided: {decision}."]
+    return lines + [""]
+
+
 def card_text(kind: str, *, base: BaseCheckpoint, adapters: AdapterSet, method: str, params: MergeParams,
               grouping: str, pruned: Sequence[Sequence], command: str, scores: Optional[dict] = None,
-              base_model_id: Optional[str] = None) -> str:
+              base_model_id: Optional[str] = None, expected_gain: Optional[dict] = None,
+              decision: Optional[str] = None) -> str:
     """README.md for the merged `kind` ("model" or "adapter"); `scores` only for search runs; `base_model_id`
     names the base when it was loaded from a local path (see `base_hub_id()`)."""
     hub_id = base_hub_id(base, base_model_id)
@@ -165,7 +182,7 @@ def card_text(kind: str, *, base: BaseCheckpoint, adapters: AdapterSet, method: 
                                                                                      "update is kept everywhere."]
     lines.append("")
     if scores:
-        lines += _scores(scores)
+        lines += _scores(scores) + expected_gain_lines(expected_gain, decision)
     used = [f"`{p}` is {what}" for p, what in PLACEHOLDERS.items() if re.search(rf"\b{p}\b", command)]
     lines += ["## Reproduce", "", "```bash", command, "```", "", f"Placeholders: {'; '.join(used)}.", ""]
     return "\n".join(lines)

@@ -11,13 +11,14 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from ..errors import NumericalError
-from ..evaluation import correct
-from ..metrics import accuracy
-from ..merging import MergeParams
+from ...errors import NumericalError
+from ...evaluation import correct
+from ...metrics import accuracy
+from ...merging import MergeParams
 from .accounting import CostModel
 from .evaluator import Evaluator, Job, JobResult
-from .workspace import Workspace
+from .live import live_model
+from ..loading.workspace import Workspace
 
 
 class LocalEvaluator(Evaluator):
@@ -26,11 +27,11 @@ class LocalEvaluator(Evaluator):
 
     def __init__(self, ws: Workspace, method: str, params: MergeParams, cache_mb: Optional[float] = None):
         super().__init__(ws.task_names, len(ws.groups), method, params)
-        self.ws = ws
-        self.patcher = ws.patcher()
+        self.ws, self.live = ws, live_model(ws)
+        self.patcher = self.live.patcher
         self.cache = self.patcher.cache
         self.cache.set_budget(ws.cfg.eval.cache_mb if cache_mb is None else cache_mb)
-        self.cost_model = CostModel(*ws.target_layout(), ws.n_layers, ws.prefix_cache() is not None)
+        self.cost_model = CostModel(*ws.target_layout(), self.live.n_layers, self.live.prefix is not None)
         self.val_sizes = tuple(len(ex) for ex in ws.examples.get("val", []))
 
     def run_jobs(self, jobs: Sequence[Job]) -> list[JobResult]:
@@ -42,7 +43,7 @@ class LocalEvaluator(Evaluator):
             self.patcher.apply(np.asarray(job.keep, dtype=bool), job.method or self.method,
                                job.params or self.params)
             data = self.ws.prepared(job.split, job.task, job.subset)
-            prefix = self.ws.prefix_cache() if job.split == "val" else None
+            prefix = self.live.prefix if job.split == "val" else None
             if prefix is None:
                 right = correct(task, self.ws.model, data)
             else:

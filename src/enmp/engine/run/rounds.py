@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from typing import Optional, Sequence
 
-from ..masking import keep_to_str
-from ..search import Candidate, Outcome
-from ..search.outcome import pack_bits, unpack_bits
-from .evaluator import Evaluator
+from ...masking import keep_to_str
+from ...search import Candidate, Outcome
+from ...search.outcome import pack_bits, unpack_bits
+from ..scoring.evaluator import Evaluator
 
 
 def evaluate_round(ev: Evaluator, cands: Sequence[Candidate], generation: int) -> tuple[list[dict], list[Outcome]]:

@@ -16,11 +16,11 @@ import numpy as np
 import torch
 from safetensors.torch import save_file
 
-from ..adapters import AdapterSet, BaseCheckpoint
-from ..dtypes import DTYPES
-from ..errors import EnmpError
-from ..masking import Mask, group_label
-from ..merging import MergeParams, merge_kept
+from ...adapters import AdapterSet, BaseCheckpoint
+from ...dtypes import DTYPES
+from ...errors import EnmpError
+from ...masking import Mask, group_label
+from ...merging import MergeParams, merge_kept
 
 MAX_EXACT_RANK = 256  # merged-adapter rank cap when the user gives none
 

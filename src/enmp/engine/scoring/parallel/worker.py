@@ -6,9 +6,9 @@ import os
 import time
 from typing import Optional, Sequence
 
-from ...config import RunConfig
-from ...errors import EnmpError, first_line
-from ...merging import MergeParams
+from ....config import RunConfig
+from ....errors import EnmpError, first_line
+from ....merging import MergeParams
 from ..evaluator import Job, JobResult
 
 
@@ -24,7 +24,7 @@ class Worker:
         torch.set_num_threads(threads)
         try:
             from ..local import LocalEvaluator
-            from ..workspace import build_workspace
+            from ...loading.workspace import build_workspace
 
             self.ev = LocalEvaluator(build_workspace(cfg), method, params)
         except Exception as e:  # reported by ready(); an actor whose __init__ raises is hard to explain

@@ -15,11 +15,11 @@ from typing import NamedTuple, Optional, Sequence
 
 import numpy as np
 
-from ..errors import NumericalError
-from ..evaluation import fitness
-from ..masking import keep_to_str
-from ..merging import MergeParams, resolved
-from ..search import Outcome, Subset
+from ...errors import NumericalError
+from ...metrics import accuracy, fitness
+from ...masking import keep_to_str
+from ...merging import MergeParams, resolved
+from ...search import Outcome, Subset
 from .accounting import Cost, CostModel
 
 
@@ -68,6 +68,9 @@ class Evaluator(ABC):
         self._shape = (len(self.task_names), n_groups)
         self.expert: dict[str, dict[str, float]] = {}  # split → task → each expert alone
         self._results: dict[tuple[str, str], Outcome] = {}  # (job view, keep-string) → outcome
+        # (split, keep-string) → per task (known, right) over the split's examples: a mask scored on some examples
+        # answers later requests for any of them without running again (e.g. folds of a split already scored)
+        self._per_example: dict[tuple[str, str], tuple[list[np.ndarray], list[np.ndarray]]] = {}
         self.forward_evaluations = 0  # candidates that really ran the model (cache misses)
         self.cost_model: Optional[CostModel] = None
         self.val_sizes: tuple[int, ...] = ()  # validation examples per task (set by the back-end)
@@ -108,11 +111,32 @@ class Evaluator(ABC):
                 spec = ((job.method or self.method), (job.params or self.params).cache_key())
                 self.cost_model.charge(job.view, job.task, job.keep, spec, result.examples, result.rows)
 
-    def see(self, keep: np.ndarray, subset_key: Optional[str] = None) -> None:
+    def see(self, keep: np.ndarray, subset: Optional[Subset] = None) -> None:
         """Tell the cost model that `keep` was computed on these validation examples (a resumed journal)."""
         if self.cost_model is not None:
             for t in range(self.shape[0]):
-                self.cost_model.see(view_name("val", subset_key), t, keep, self.spec)
+                self.cost_model.see(view_name("val", None if subset is None else subset.key), t, keep, self.spec)
+
+    # ------------------------------------------------------------------ per-example results
+    def _record(self, keep: str, split: str, subset: Optional[Subset], out: Outcome) -> None:
+        if split != "val" or out.failed or out.correct is None or not self.val_sizes:
+            return
+        known, right = self._per_example.setdefault(
+            (split, keep), ([np.zeros(n, bool) for n in self.val_sizes], [np.zeros(n, bool) for n in self.val_sizes]))
+        for t, bits in enumerate(out.correct):
+            where = slice(None) if subset is None else subset.index[t]
+            known[t][where], right[t][where] = True, bits
+
+    def _slice(self, keep: str, split: str, subset: Optional[Subset]) -> Optional[Outcome]:
+        """The outcome on `subset` from per-example results already known, or None."""
+        got = self._per_example.get((split, keep))
+        index = [slice(None)] * len(self.task_names) if subset is None else subset.index
+        if got is None or not all(k[ix].all() for k, ix in zip(got[0], index)):
+            return None
+        bits = [r[ix] for r, ix in zip(got[1], index)]
+        scores = {name: accuracy(b) for name, b in zip(self.task_names, bits)}
+        expert = self.expert[split]
+        return Outcome(fitness(scores, expert), tuple(bits), tuple(expert[t] for t in self.task_names), scores)
 
     # ------------------------------------------------------------------ scores
     def scores(self, keep: np.ndarray, split: str = "val", tasks: Optional[Sequence[int]] = None,
@@ -160,7 +184,11 @@ class Evaluator(ABC):
         todo: dict[tuple[str, str], tuple[np.ndarray, Optional[Subset]]] = {}
         for key, keep, subset in zip(keys, keeps, subsets):
             if key not in self._results and key not in todo:
-                todo[key] = (np.asarray(keep, dtype=bool), subset)
+                known = self._slice(key[1], split, subset)
+                if known is not None:
+                    self._results[key] = known
+                else:
+                    todo[key] = (np.asarray(keep, dtype=bool), subset)
         if todo and split not in self.expert:
             self.compute_expert(split)
         n_tasks = self.shape[0]
@@ -168,8 +196,9 @@ class Evaluator(ABC):
         jobs = [Job(keep, split, t, subset=subset) for keep, subset in todo.values() for t in range(n_tasks)]
         outs = self.run_jobs(jobs) if jobs else []
         self._charge(jobs, outs)
-        for c, key in enumerate(todo):
+        for c, (key, (_, subset)) in enumerate(todo.items()):
             self._results[key] = self.outcome(outs[c * n_tasks:(c + 1) * n_tasks], split)
+            self._record(key[1], split, subset, self._results[key])
             self.forward_evaluations += 1
         results, fresh = [], set(todo)
         for key in keys:
@@ -183,12 +212,15 @@ class Evaluator(ABC):
         """Outcome of one mask (cached by mask and examples); a NaN/Inf candidate is a failed result, not a crash."""
         return self.evaluate_many([keep], split, [subset])[0]
 
-    def remember(self, keep: np.ndarray, split: str, subset_key: Optional[str], outcome: Outcome) -> None:
-        """Seed the result cache (resume)."""
-        self._results[(view_name(split, subset_key), keep_to_str(keep))] = outcome
+    def remember(self, keep: np.ndarray, split: str, subset: Optional[Subset], outcome: Outcome) -> None:
+        """Seed the result cache with an outcome known from elsewhere (a resumed journal)."""
+        key = keep_to_str(keep)
+        self._results[(view_name(split, None if subset is None else subset.key), key)] = outcome
+        self._record(key, split, subset, outcome)
 
     def clear_cache(self) -> None:
         """Forget every result and expert score (models and merge caches stay)."""
         self._results.clear()
+        self._per_example.clear()
         self.expert.clear()
         self.forward_evaluations = 0

@@ -1,0 +1,1 @@
+"""What a merge leaves behind: model and adapter directories, their model cards, `enmp merge`'s output."""
