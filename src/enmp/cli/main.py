@@ -101,7 +101,7 @@ def search(
     config: Optional[Path] = typer.Option(None, "--config", help="Run YAML (see README)."),
     method: Optional[str] = typer.Option(None, "--method"),
     strategy: Optional[str] = typer.Option(None, "--strategy", help=(
-        f"One of {', '.join(available_strategies())} (cma: the paper's ENMP; fast: racing + held-out check)")),
+        f"One of {', '.join(available_strategies())} (`enmp strategies` describes each and its options)")),
     generations: Optional[int] = typer.Option(None, "--generations"),
     popsize: Optional[int] = typer.Option(None, "--popsize"),
     rho: Optional[float] = typer.Option(None, "--rho"),
@@ -182,6 +182,22 @@ def apply_overrides(cfg, overrides: dict, resuming: bool):
         _fail(format_validation_error(e, "command line") + " — fix that flag's value (see `enmp search --help`)")
     except EnmpError as e:  # a value the merge method's or strategy's own declaration refuses
         _fail(f"command line: {e.line()}")
+
+
+@app.command()
+def strategies(name: Optional[str] = typer.Argument(None, help="A strategy: show its options.")):
+    """List the search strategies, or one strategy's options with their defaults."""
+    from .catalog import show_catalog
+
+    show_catalog("strategies", name, Console())
+
+
+@app.command()
+def methods(name: Optional[str] = typer.Argument(None, help="A merge method: show its parameters.")):
+    """List the merge methods, or one method's parameters with their defaults."""
+    from .catalog import show_catalog
+
+    show_catalog("methods", name, Console())
 
 
 @app.command()

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..options import Option, Options
-from .base import Candidate, Strategy, register
+from .base import Candidate, Decision, Strategy, register
 from .evidence import paired_difference
 
 
@@ -39,6 +39,7 @@ class GreedyStrategy(Strategy):
         super().__init__(shape, **settings)
         self._require_budget()
         self.gains: np.ndarray | None = None  # (T, G) after round 0; -inf where unknown
+        self.final: np.ndarray | None = None  # the rule's mask, asked in round 1
 
     @property
     def n_generations(self) -> int:
@@ -51,7 +52,8 @@ class GreedyStrategy(Strategy):
         gains = self.gains.ravel()
         order = np.argsort(-gains, kind="stable")[: self.budget]
         keep[order[gains[order] > 0]] = False
-        return [Candidate(keep.reshape(self.shape), tag="final")]
+        self.final = keep.reshape(self.shape)
+        return [Candidate(self.final.copy(), tag="final")]
 
     def _tell(self, cands, outcomes) -> None:
         if self.generation == 0:
@@ -70,3 +72,8 @@ class GreedyStrategy(Strategy):
         full = outcomes[0].per_example()
         return np.array([np.inf if o.failed else paired_difference([a - b for a, b in zip(o.per_example(), full)])[1]
                          for o in outcomes[1:]])
+
+    def decide(self, full_fitness: float) -> Decision:
+        """The rule's mask (every module that helped alone, up to the budget), as the paper defines greedy
+        pruning — not the best single pruning, whose score is the luckiest of T·G."""
+        return Decision(self._full() if self.final is None else self.final.copy())

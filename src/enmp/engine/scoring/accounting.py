@@ -54,20 +54,31 @@ class CostModel:
         self.n_layers, self.prefix = int(n_layers), bool(prefix)
         self._seen: set[tuple] = set()
         self.total = Cost()
+        self._chains: dict[tuple, list[int]] = {}  # (mask bytes, spec) → chain hashes: a candidate's tasks share them
 
     def reset(self) -> None:
         """Forget every computed prefix and the total (a search starts from here)."""
         self._seen.clear()
         self.total = Cost()
 
+    def _chain(self, keep: np.ndarray, spec: Hashable) -> list[int]:
+        """Chained hashes of the layer prefixes a forward pass could store (every layer but the last): O(L) per
+        mask (a collision could only miscount a cost)."""
+        key = (np.asarray(keep, dtype=bool).tobytes(), spec)
+        chain = self._chains.get(key)
+        if chain is None:
+            if len(self._chains) > 4096:  # a generation's masks are what repeats: keep the memory bounded
+                self._chains.clear()
+            sig = layer_signature(self.target_layers, self.target_groups, keep, spec, self.n_layers)
+            chain, h = [], 0
+            for layer in sig[:-1]:
+                h = hash((h, layer))
+                chain.append(h)
+            self._chains[key] = chain
+        return chain
+
     def _prefixes(self, view: str, task: int, keep: np.ndarray, spec: Hashable) -> list[tuple]:
-        """Keys of the layer prefixes a forward pass could store (every layer but the last)."""
-        sig = layer_signature(self.target_layers, self.target_groups, keep, spec, self.n_layers)
-        keys, h = [], 0
-        for i, layer in enumerate(sig[:-1]):
-            h = hash((h, layer))  # a chained hash: O(L) per job (a collision could only miscount a cost)
-            keys.append((view, task, i, h))
-        return keys
+        return [(view, task, i, h) for i, h in enumerate(self._chain(keep, spec))]
 
     def see(self, view: str, task: int, keep: np.ndarray, spec: Hashable) -> None:
         """Record that this job's layers were computed, without charging it (a resumed run's journal)."""
