@@ -158,3 +158,29 @@ def test_demo_probe_benchmark_small(tmp_path):
               "--no-probe", "--n-prune", 2, cwd=tmp_path)
     report = json.loads((tmp_path / "demo_probe.json").read_text())
     assert len(report["expert"]["val"]) == 2 and len(report["prune_single"]) == 2
+
+
+def test_replicate_benchmark_quick_runs_resumes_and_reports(tmp_path):
+    """Fresh partitions per replicate, strategies paired on each; a second call finds every run recorded and
+    runs nothing; the report has per-strategy intervals, paired differences, honesty and coverage."""
+    args = ("--quick", "--replicates", "1-2", "--methods", "ta,ties", "--strategies", "crossfit,greedy,xg3",
+            "--variant", 'xg3={"strategy": "crossfit", "options": {"inner": "greedy", "folds": 3}}',
+            "--runs", tmp_path / "runs", "--results", tmp_path / "results")
+    run_bench("replicates.py", *args, cwd=tmp_path, timeout=400)
+    rows = [json.loads(l) for f in (tmp_path / "results").glob("*.jsonl") for l in f.read_text().splitlines()]
+    assert sorted((r["replicate"], r["method"], r["strategy"]) for r in rows) == sorted(
+        (r, m, s) for r in (1, 2) for m in ("ta", "ties") for s in ("crossfit", "greedy", "xg3"))
+    crossfit = [r for r in rows if r["strategy"] == "crossfit"]
+    assert all(r["interval"] is not None and r["cost"]["examples"] > 0 for r in crossfit)
+    assert len({r["lam"] for r in rows if r["method"] == "ties"}) >= 1
+    out = run_bench("replicates.py", *args, cwd=tmp_path, timeout=400)
+    assert "test Δ" not in out  # everything was recorded: nothing ran again
+    run_bench("replicates.py", "--report", "--replicates", "1-2", "--results", tmp_path / "results", "--out",
+              tmp_path / "rep.json", cwd=tmp_path)
+    summary = json.loads((tmp_path / "rep.json").read_text())["summary"]
+    assert set(summary["strategies"]) == {"crossfit", "greedy", "xg3"}
+    s = summary["strategies"]["crossfit"]
+    assert s["runs"] == 4 and s["test_delta"]["low"] <= s["test_delta"]["mean"] <= s["test_delta"]["high"]
+    assert "coverage" in s and "coverage" not in summary["strategies"]["greedy"]  # greedy reports no interval
+    assert summary["paired"]["crossfit − greedy"]["pairs"] == 4
+    assert (tmp_path / "rep.png").is_file()

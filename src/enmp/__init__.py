@@ -13,7 +13,7 @@ _API = ("Candidate", "Decision", "Estimate", "Evaluator", "LocalEvaluator", "Mas
         "RunConfig", "RunInputs", "RunReport", "SearchRun", "Strategy", "Subset", "ValidationData", "Workspace",
         "available_methods", "available_strategies", "build_workspace", "dry_run", "fitness", "get_method", "get_strategy",
         "load_config", "load_inputs", "make_strategy", "merge", "merge_kept", "merge_to_dir", "method_params",
-        "parse_config", "print_report", "run_search", "summary", "tune_lambda", "write_run_plots")
+        "parse_config", "print_report", "probe_cost", "run_probe", "run_search", "summary", "tune_lambda", "write_run_plots")
 __all__ = ["__version__", *_API]
 
 

@@ -21,6 +21,7 @@ from .engine.dry_run import dry_run
 from .engine.loading.inputs import RunInputs, load_inputs
 from .engine.loading.workspace import Workspace, build_workspace
 from .engine.outputs.merge_dir import merge_to_dir
+from .engine.run.probe import probe, probe_cost
 from .engine.run.run_report import RunReport
 from .engine.run.search_run import SearchRun, make_strategy
 from .engine.scoring.evaluator import Evaluator
@@ -28,7 +29,9 @@ from .engine.scoring.local import LocalEvaluator
 from .masking import Mask
 from .merging import MergeParams, available_methods, get_method, merge, merge_kept, method_params
 from .metrics import fitness, summary
+from .atomic_files import atomic_dir, atomic_write_json, check_output_dir
 from .report import print_report, write_run_plots
+from .report.probe_view import plot_effects, print_probe
 from .search import (Candidate, Decision, Estimate, Outcome, Strategy, Subset, ValidationData, available_strategies,
                      get_strategy)
 
@@ -36,7 +39,7 @@ __all__ = ["Candidate", "Decision", "Estimate", "Evaluator", "LocalEvaluator", "
            "RunConfig", "RunInputs", "RunReport", "SearchRun", "Strategy", "Subset", "ValidationData", "Workspace",
            "available_methods", "available_strategies", "build_workspace", "dry_run", "fitness", "get_method", "get_strategy",
            "load_config", "load_inputs", "make_strategy", "merge", "merge_kept", "merge_to_dir", "method_params",
-           "parse_config", "print_report", "run_search", "summary", "tune_lambda", "write_run_plots"]
+           "parse_config", "print_report", "probe_cost", "run_probe", "run_search", "summary", "tune_lambda", "write_run_plots"]
 
 
 def run_search(cfg: RunConfig, run_dir: str | Path, *, resume: bool = False, overwrite: bool = False,
@@ -69,3 +72,18 @@ def tune_lambda(ws: Workspace, method: str, grid: Sequence[float], expert_val: d
         if best is None or fit > best[1]:
             best = (lam, fit)
     return best
+
+
+def run_probe(cfg: RunConfig, out: str | Path, *, top: int = 5, mask: Optional[Mask] = None, overwrite: bool = False,
+              console: Optional[Console] = None, print_table: bool = True) -> dict:
+    """`enmp probe`: every module pruned alone (effect and paired SE, overall and per task) and the interaction
+    check; writes `out`/probe.json and probe.png (atomically) and returns the data."""
+    out = Path(out)
+    check_output_dir(out, overwrite)  # before any work: a run never ends in a refused write
+    data = probe(cfg, top=top, mask=mask, console=console)
+    with atomic_dir(out, overwrite=True) as tmp:
+        atomic_write_json(tmp / "probe.json", data)
+        plot_effects(data, tmp / "probe.png")
+    if print_table:
+        print_probe(data, Console())
+    return data

@@ -185,6 +185,32 @@ def apply_overrides(cfg, overrides: dict, resuming: bool):
 
 
 @app.command()
+def probe(
+    config: Path = typer.Option(..., "--config", help="Run YAML: base, experts, data and merge, as for search."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Output dir (default runs/<config name>-probe)."),
+    top: int = typer.Option(5, "--top", min=2, help="The interaction check prunes the 2 … TOP most helpful "
+                                                    "single modules together."),
+    run: Optional[Path] = typer.Option(None, "--run", help="A finished search's run dir: check its mask too."),
+    workers: Optional[int] = typer.Option(None, "--workers", help="Parallel evaluators (Ray when > 1)."),
+    overwrite: bool = typer.Option(False, "--overwrite"),
+):
+    """The paper's pilot study on your merge: prune each task × layer module alone (T·G + 1 evaluations of the
+    validation split, printed before starting), then the most helpful ones together. Writes probe.json and a
+    heat map, probe.png."""
+    from ..api import Mask, load_config, run_probe
+
+    cfg = load_config(config)
+    cfg = apply_overrides(cfg, {"parallel.workers": workers} if workers else {}, False)
+    mask = None
+    if run is not None:
+        if not (run / "mask.json").is_file():
+            _fail(f"--run: {run} has no mask.json — pass the directory of a finished `enmp search`")
+        mask = Mask.load(run / "mask.json")
+    run_probe(cfg, out or Path("runs") / f"{config.stem}-probe", top=top, mask=mask, overwrite=overwrite,
+              console=Console(stderr=True))
+
+
+@app.command()
 def strategies(name: Optional[str] = typer.Argument(None, help="A strategy: show its options.")):
     """List the search strategies, or one strategy's options with their defaults."""
     from .catalog import show_catalog

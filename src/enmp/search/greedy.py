@@ -15,7 +15,7 @@ import numpy as np
 
 from ..options import Option, Options
 from .base import Candidate, Decision, Strategy, register
-from .evidence import paired_difference
+from .effects import single_effects
 
 
 def single_prunings(shape: tuple[int, int], examples=None) -> list[Candidate]:
@@ -57,21 +57,12 @@ class GreedyStrategy(Strategy):
 
     def _tell(self, cands, outcomes) -> None:
         if self.generation == 0:
-            fits = np.array([o.fitness for o in outcomes])
-            # A failed probe (or a failed full merge) gives no usable gain: that module is never pruned.
-            with np.errstate(invalid="ignore"):
-                gains = fits[1:] - fits[0]
-            gains[~np.isfinite(gains)] = -np.inf
+            # a failed probe (or a failed full merge) gives no usable gain (−inf): that module is never pruned
+            effects = single_effects(outcomes[0], outcomes[1:])
+            gains = effects.gain.copy()
             if self.options["min_t"] > 0:
-                gains[gains <= self.options["min_t"] * self._standard_errors(outcomes)] = -np.inf
+                gains[gains <= self.options["min_t"] * effects.se] = -np.inf
             self.gains = gains.reshape(self.shape)
-
-    @staticmethod
-    def _standard_errors(outcomes) -> np.ndarray:
-        """Each single pruning's paired standard error against the full merge (inf for a failed one)."""
-        full = outcomes[0].per_example()
-        return np.array([np.inf if o.failed else paired_difference([a - b for a, b in zip(o.per_example(), full)])[1]
-                         for o in outcomes[1:]])
 
     def decide(self, full_fitness: float) -> Decision:
         """The rule's mask (every module that helped alone, up to the budget), as the paper defines greedy

@@ -1,0 +1,52 @@
+"""Single-module effects: what pruning each module alone does to the merge, with paired standard errors.
+
+The paper's pilot study (its Fig. 2 and App. B) and greedy pruning both start here: the full merge and
+every module pruned alone, scored on the same examples. A module's effect is the paired difference of
+its single pruning and the full merge — on the fitness (mean normalized accuracy) and per task. Pure
+numpy over `Outcome`s; no models.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from .evidence import paired_difference
+from .outcome import Outcome
+
+
+@dataclass
+class SingleEffects:
+    """Arrays over modules (task-major, as masks ravel): gain and its paired SE on the fitness; per task."""
+
+    gain: np.ndarray  # (n_modules,) fitness(single) − fitness(full); −inf for a failed single pruning
+    se: np.ndarray  # (n_modules,) paired standard error of `gain` (inf when unknown)
+    task_gain: np.ndarray  # (n_modules, T) normalized accuracy change of each task
+    task_se: np.ndarray  # (n_modules, T)
+
+    @property
+    def t(self) -> np.ndarray:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(self.se > 0, self.gain / self.se, np.sign(self.gain) * np.inf)
+
+
+def single_effects(full: Outcome, singles: Sequence[Outcome]) -> SingleEffects:
+    """Effects from the full merge's and each single pruning's outcomes on the same examples. Outcomes that
+    carry only a fitness value give gains without standard errors (inf)."""
+    n = len(singles)
+    gain = np.array([o.fitness - full.fitness if not (o.failed or full.failed) else -np.inf for o in singles])
+    se, n_tasks = np.full(n, np.inf), len(full.correct) if full.correct is not None else 0
+    task_gain, task_se = np.full((n, n_tasks), np.nan), np.full((n, n_tasks), np.inf)
+    if full.correct is not None and not full.failed:
+        base = full.per_example()
+        for i, o in enumerate(singles):
+            if o.failed or o.correct is None:
+                continue
+            diffs = [a - b for a, b in zip(o.per_example(), base)]
+            se[i] = paired_difference(diffs)[1]
+            for t, d in enumerate(diffs):
+                task_gain[i, t] = d.mean()
+                task_se[i, t] = d.std(ddof=1) / np.sqrt(d.size) if d.size > 1 else np.inf
+    return SingleEffects(gain, se, task_gain, task_se)
