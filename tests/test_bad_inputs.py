@@ -163,6 +163,14 @@ CASES: dict[str, Case] = {
     "search-fast-more-folds-than-examples": Case(
         lambda e, t: search_args(e, t, lambda c: c["search"].update(strategy="fast", options={"folds": 9})),
         ("8 validation examples cannot fill the 9 folds", "search.options.folds")),
+    "search-unknown-task-kind": Case(lambda e, t: search_args(e, t, lambda c: c["tasks"][0].update(kind="regression")),
+                                     ("run.yaml", "task 'task0'.kind", "unknown task kind 'regression'", "causal_lm")),
+    "search-prompt-on-classification-task": Case(
+        lambda e, t: search_args(e, t, lambda c: c["tasks"][0].update(prompt="{text} ?")),
+        ("run.yaml", "task 'task0'.prompt", "classification tasks take no prompt", "for causal_lm tasks")),
+    "search-causal-lm-task-without-label-words": Case(
+        lambda e, t: search_args(e, t, lambda c: c["tasks"][1].update(kind="causal_lm", prompt="{text} ?")),
+        ("run.yaml", "task 'task1'.label_words", "causal_lm tasks need label_words", "e.g. label_words:")),
     "search-unknown-method": Case(lambda e, t: search_args(e, t, set_key("merge", "method", "slerp")),
                                   ("'slerp'", "ties")),
     "search-missing-config": Case(lambda e, t: ["search", "--config", t / "nope.yaml", "--out", t / "run_out"],

@@ -23,6 +23,10 @@ LAYERS = [
 ]
 RANK = {name: i for i, layer in enumerate(LAYERS) for name in layer}
 
+#: the one upward import, inside a function: config checks a task's kind-specific keys against the kind
+#: registry when a config is read (the kinds' modules need evaluation's data types, so they sit above config)
+UPWARD = {("config.py", "evaluation")}
+
 
 def _unit(path: Path) -> str:
     return path.relative_to(SRC).parts[0].removesuffix(".py")
@@ -60,7 +64,7 @@ def test_no_module_imports_a_higher_layer():
             continue
         unit = _unit(path)
         for other in _imported_units(path):
-            if other in RANK and RANK[other] > RANK[unit]:
+            if other in RANK and RANK[other] > RANK[unit] and (str(path.relative_to(SRC)), other) not in UPWARD:
                 bad.append(f"{path.relative_to(SRC)} imports {other}")
     assert not bad, bad
 

@@ -40,16 +40,37 @@ class DataConfig(_Strict):
         return self
 
 
-class TaskConfig(_Strict):
+class TaskConfig(BaseModel):
+    """One task: its adapter, data and kind, and the keys its kind adds.
+
+    The keys every kind shares are the fields below; the keys a kind adds (classification's `pooling`,
+    causal_lm's `prompt` and `label_words`) are declared once in the kind's module (`enmp.evaluation.kinds`)
+    and checked here against that declaration when the config is read: an unknown kind, a key the kind does
+    not take (naming the kinds that do) or a key it needs is one error line. null means unset for a key some
+    kind declares, so the saved config.yaml files of earlier versions (null for every kind's keys) still load.
+    """
+
+    model_config = ConfigDict(extra="allow", validate_assignment=True)
+
     name: str = Field(min_length=1)
     adapter: str
-    kind: Literal["classification", "clip_zero_shot", "causal_lm"] = "classification"
+    kind: str = "classification"  # a registered task kind (enmp.evaluation.available_kinds())
     data: DataConfig
     head: Optional[str] = None  # safetensors with weight [C, H] (+ bias); default <adapter>/head.safetensors
     labels: Optional[list[str]] = None  # class names in head order; default from <adapter>/head.json
-    pooling: Optional[Literal["mean", "cls", "last"]] = None
-    prompt: Optional[str] = None  # causal_lm: template with {text} (and {text_pair})
-    label_words: Optional[list[str]] = None  # causal_lm: one word per class
+
+    @model_validator(mode="after")
+    def _check(self):
+        from .evaluation.kinds import check_options  # lazy: evaluation sits above config (and imports torch)
+
+        self.__pydantic_extra__ = check_options(self)  # raises one EnmpError line; keeps the given keys, checked
+        return self
+
+    def kind_options(self) -> dict[str, Any]:
+        """Every key the task's kind declares: the given values over the kind's defaults."""
+        from .evaluation.kinds import get_kind
+
+        return {**get_kind(self.kind).options.defaults, **(self.model_extra or {})}
 
 
 class MergeConfig(BaseModel):

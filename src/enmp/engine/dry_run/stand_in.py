@@ -18,6 +18,7 @@ import torch
 
 from ...architectures import Architecture
 from ...config import DataConfig, ParallelConfig, RunConfig
+from ...evaluation import get_kind
 
 WORDS = ("a", "the", "man", "woman", "dog", "cat", "is", "are", "not", "on", "in", "park", "street", "sits",
          "runs", "plays", "music", "eats", "food", "red", "blue", "car", "two", "people", "outside", "inside",
@@ -145,7 +146,7 @@ def build_stand_in(cfg: RunConfig, arch: Architecture, counts: dict[str, int], r
         hdir = root / "heads" / tc.name
         hdir.mkdir(parents=True)
         w = torch.randn(n, info["feature_dim"])
-        if tc.kind == "clip_zero_shot":
+        if get_kind(tc.kind).unit_head_rows:  # zero-shot heads: unit text embeddings
             w = torch.nn.functional.normalize(w, dim=-1)
         save_file({"weight": w.contiguous()}, str(hdir / "head.safetensors"))
         (hdir / "head.json").write_text(json.dumps({"labels": labels}))

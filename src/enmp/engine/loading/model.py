@@ -1,4 +1,4 @@
-"""Loading the live model, its tokenizer or image processor, and each task's head (the task kinds)."""
+"""Loading the live model, its tokenizer or image processor, and each task's head, as the task kinds declare."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import torch
 from ...adapters import BaseCheckpoint
 from ...config import TaskConfig
 from ...errors import EnmpError, first_line
-from ...evaluation import CausalLMTask, ClassificationTask, ClipZeroShotTask, TaskKind, load_head
+from ...evaluation import TaskKind, get_kind, model_class_for
 
 
 def pick_device(name: str) -> torch.device:
@@ -33,15 +33,10 @@ def quiet_transformers() -> None:
 
 
 def _model_class(kinds: set[str]):
+    """The transformers class every kind of the run reads (declared by the kinds; mixing others is an error)."""
     import transformers
 
-    if "clip_zero_shot" in kinds:
-        if kinds != {"clip_zero_shot"}:
-            raise EnmpError("clip_zero_shot tasks cannot be mixed with text tasks in one run", where="tasks")
-        return transformers.CLIPVisionModelWithProjection
-    if "causal_lm" in kinds:
-        return transformers.AutoModelForCausalLM
-    return transformers.AutoModel
+    return getattr(transformers, model_class_for(kinds))
 
 
 def load_model(base: BaseCheckpoint, kinds: set[str], dtype: torch.dtype, device: torch.device,
@@ -64,33 +59,10 @@ def load_model(base: BaseCheckpoint, kinds: set[str], dtype: torch.dtype, device
 
 
 def load_processor(base: BaseCheckpoint, kind: str, trust_remote_code: bool):
-    import transformers
-
-    if kind == "clip_zero_shot":
-        try:
-            return transformers.AutoImageProcessor.from_pretrained(str(base.dir))
-        except Exception:  # a bare vision checkpoint: build CLIP's processor from the config
-            size = (base.config.get("vision_config") or base.config).get("image_size", 224)
-            return transformers.CLIPImageProcessor(size={"shortest_edge": size},
-                                                   crop_size={"height": size, "width": size})
-    try:
-        return transformers.AutoTokenizer.from_pretrained(str(base.dir), trust_remote_code=trust_remote_code)
-    except Exception as e:
-        raise EnmpError(f"cannot load the base model's tokenizer ({type(e).__name__})", where=str(base.dir),
-                        fix="the base directory needs tokenizer files") from None
+    """The tokenizer or image processor tasks of `kind` read (the kind declares which)."""
+    return get_kind(kind).load_processor(base, trust_remote_code)
 
 
 def build_task(tc: TaskConfig, adapter_dir: Path, extra: dict) -> TaskKind:
-    where = f"task '{tc.name}'"
-    if tc.kind == "causal_lm":
-        if not tc.prompt or not tc.label_words:
-            raise EnmpError("causal_lm tasks need prompt and label_words", where=where)
-        labels = tc.labels or [w.strip() for w in tc.label_words]
-        if len(labels) != len(tc.label_words):
-            raise EnmpError("labels and label_words differ in length", where=where)
-        from ...evaluation.heads import Head
-
-        head = Head(torch.zeros(len(labels), 1), None, labels)
-        return CausalLMTask(tc.name, head, prompt=tc.prompt, label_words=list(tc.label_words))
-    head = load_head(tc.name, adapter_dir, tc.head, tc.labels, tc.pooling, extra)
-    return (ClipZeroShotTask if tc.kind == "clip_zero_shot" else ClassificationTask)(tc.name, head)
+    """The task of one task config, with its head (built by its kind: a head file, or its label words)."""
+    return get_kind(tc.kind).from_config(tc, adapter_dir, extra)

@@ -58,8 +58,7 @@ def build_workspace(cfg: RunConfig, *, splits=("val", "test"), inputs: Optional[
     base, adapters = inputs.base, inputs.adapters
     tasks = [build_task(tc, ad.directory, ad.extra) for tc, ad in zip(cfg.tasks, adapters.adapters)]
     kinds = {tc.kind for tc in cfg.tasks}
-    processors = {k: base.gguf.tokenizer(cfg.trust_remote_code) if base.gguf is not None  # inside the GGUF
-                  else load_processor(base, k, cfg.trust_remote_code) for k in kinds}
+    processors = {k: load_processor(base, k, cfg.trust_remote_code) for k in kinds}  # as each kind declares
     ws = Workspace(cfg, base, adapters, inputs.groups, None, tasks, {s: [] for s in splits}, device, processors,
                    {s: [] for s in splits})
     for t, tc in enumerate(cfg.tasks):
