@@ -71,6 +71,14 @@ def partition(labels: Sequence[int], n_val: int, seed: int, task: int) -> tuple[
     return val_idx, np.setdiff1d(np.arange(len(labels)), val_idx)
 
 
+def subsample(val: np.ndarray, n: int, seed: int, task: int) -> np.ndarray:
+    """`n` of a partition's validation indices, drawn by a seeded permutation (for a smaller validation split
+    whose test split stays the same)."""
+    if n >= len(val):
+        return val
+    return np.sort(np.random.default_rng([seed, task, n]).permutation(val)[:n])
+
+
 class PoolStore:
     """Append-only files of per-example outcomes, one per merge spec: {keep, task, examples, bits} lines."""
 

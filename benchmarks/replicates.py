@@ -27,6 +27,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 from rich.console import Console
@@ -40,11 +41,17 @@ from enmp import build_workspace
 from enmp.merging import MergeParams, method_params
 from enmp.metrics import accuracy, fitness
 from environment import machine  # benchmarks/environment.py
-from pool import PoolComputer, PoolEvaluator, PoolStore, partition, write_pool  # benchmarks/pool.py
+from pool import PoolComputer, PoolEvaluator, PoolStore, partition, subsample, write_pool  # benchmarks/pool.py
 from replicate_stats import summarise
 
 #: the six distinct searches (CoreSpace with inner TSV searches exactly what TSV does: counted once, as TSV)
 METHODS = ("ta", "ties", "dare_ties", "tsv", "knots", "iso_c")
+#: merges measured besides the demo's own: name → (method, parameters besides λ and the demo's), e.g. the
+#: subspace methods with their shared basis built before pruning (the paper's align-then-prune, Fig. 5)
+MERGES = {m: (m, {}) for m in (*METHODS, "core_space")} | {
+    "knots_atp": ("knots", {"order": "align_then_prune"}),
+    "core_space_atp": ("core_space", {"order": "align_then_prune"}),
+}
 #: compared strategies: name → search settings (the current `fast` at the size the quality benchmark used)
 STRATEGIES = {
     "crossfit": {"strategy": "crossfit"},
@@ -101,9 +108,12 @@ class Bench:
                 "output": {"save_model": False, "save_adapter": False}}
         return parse_config(data, where="benchmarks/replicates.py", root=Path.cwd())
 
-    def parts(self, replicate: int) -> dict[str, list[np.ndarray]]:
+    def parts(self, replicate: int, n_val: Optional[int] = None) -> dict[str, list[np.ndarray]]:
+        """Replicate r's partition; a smaller `n_val` (the validation-size ablation) keeps the first `n_val` of
+        each class-balanced draw as validation and the same 400-per-task test split."""
         split = [partition(ex.labels, self.n_val, replicate, t) for t, ex in enumerate(self.ws.examples["val"])]
-        return {"val": [v for v, _ in split], "test": [t for _, t in split]}
+        val = [v if n_val is None else subsample(v, n_val, replicate, t) for t, (v, _) in enumerate(split)]
+        return {"val": val, "test": [t for _, t in split]}
 
     def scores(self, keep: np.ndarray, method: str, params: MergeParams, parts) -> dict[str, dict[str, float]]:
         return {sp: {name: accuracy(self.computer.outcomes(keep, method, params, t, parts[sp][t]))
@@ -118,9 +128,11 @@ class Bench:
                 out[sp][name] = accuracy(self.computer.outcomes(keep, "ta", MergeParams(lam=1.0), t, parts[sp][t]))
         return out
 
-    def tune(self, method: str, parts, expert) -> tuple[dict, dict]:
+    def tune(self, merge: str, parts, expert) -> tuple[dict, dict]:
         """λ of the full merge chosen on this partition's validation split (the first of equals)."""
+        method, more = MERGES[merge]
         extra, grid = BASE_METHODS[method]
+        extra = {**extra, **more}
         full = np.ones((len(self.tasks), len(self.ws.groups)), bool)
         best = None
         for lam in grid:
@@ -131,10 +143,11 @@ class Bench:
         return best[0], best[1]
 
 
-def run_one(bench: Bench, replicate: int, method: str, name: str, search: dict, parts, expert, merge, base,
+def run_one(bench: Bench, replicate: int, merge_name: str, name: str, search: dict, parts, expert, merge, base,
             console: Console) -> dict:
+    method = MERGES[merge_name][0]
     cfg = bench._config(method, merge, search, replicate)
-    run_dir = bench.runs / f"r{replicate}" / method / name
+    run_dir = bench.runs / f"r{replicate}" / merge_name / name
     resume = (run_dir / "state/journal.json").is_file() and not (run_dir / "report.json").is_file()
 
     def factory(_inputs, m, params):
@@ -144,7 +157,8 @@ def run_one(bench: Bench, replicate: int, method: str, name: str, search: dict, 
     report = SearchRun(cfg, run_dir, resume=resume, overwrite=not resume, console=console, evaluator_factory=factory,
                        workspace=bench.ws, expert=expert, base=base, show_progress=False).run()
     gain = report.expected_gain
-    return {"replicate": replicate, "method": method, "strategy": name, "search": search, "lam": merge["lam"],
+    return {"replicate": replicate, "method": merge_name, "strategy": name, "search": search, "lam": merge["lam"],
+            "n_val": int(sum(len(ix) for ix in parts["val"]) // len(parts["val"])),
             "test_delta": report.gain("test"), "val_delta": report.gain("val"),
             "reported": gain.value if gain is not None else report.gain("val"),
             "interval": None if gain is None else [gain.low, gain.high], "cost": report.cost,
@@ -172,18 +186,20 @@ def run(args, console: Console) -> int:
     results = Path(args.results)
     results.mkdir(parents=True, exist_ok=True)
     done = {(r["replicate"], r["method"], r["strategy"]) for r in load_results(results)}
+    suffix = "" if args.val_size is None else f"@{args.val_size}"  # the ablation's runs are named apart
     out = results / f"runs-{os.getpid()}-{int(time.time())}.jsonl"
     bench = Bench(Path(args.cache), Path(args.runs), console, args.quick)
     for replicate in replicate_list(args.replicates):
-        parts = bench.parts(replicate)
+        parts = bench.parts(replicate, args.val_size)
         expert = bench.expert(parts)
         for method in args.methods.split(","):
-            todo = [n for n in names if (replicate, method, n) not in done]
+            todo = [n for n in names if (replicate, method, n + suffix) not in done]
             if not todo:
                 continue
             merge, base = bench.tune(method, parts, expert)
             for name in todo:
-                row = run_one(bench, replicate, method, name, strategies[name], parts, expert, merge, base, console)
+                row = run_one(bench, replicate, method, name + suffix, strategies[name], parts, expert, merge, base,
+                              console)
                 with open(out, "a", encoding="utf-8") as fh:
                     fh.write(json.dumps(row) + "\n")
                 console.log(f"r{replicate} {method} {name}: test Δ {row['test_delta']:+.2f}, reported "
@@ -261,7 +277,7 @@ def plot(summary: dict, rows: list[dict], path: Path) -> None:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--replicates", default="1-10", help="e.g. 1-10 (target) or 101-110 (development)")
-    ap.add_argument("--methods", default=None, help=f"default: {','.join(METHODS)}")
+    ap.add_argument("--methods", default=None, help=f"default: {','.join(METHODS)}; also {', '.join(sorted(set(MERGES) - set(METHODS)))}")
     ap.add_argument("--strategies", default=None, help=f"names: {', '.join(STRATEGIES)} or --variant ones")
     ap.add_argument("--variant", action="append", help='NAME=JSON search settings, e.g. '
                     '\'xf3={"strategy": "crossfit", "options": {"folds": 3}}\'')
@@ -270,6 +286,8 @@ def main() -> int:
     ap.add_argument("--results", default="benchmarks/results/replicates")
     ap.add_argument("--report", action="store_true", help="summarise the results in --results; runs nothing")
     ap.add_argument("--out", default="benchmarks/results/replicates.json")
+    ap.add_argument("--val-size", type=int, default=None, help="validation examples per task (the ablation; "
+                    "default: the demo's 150); runs are named STRATEGY@N")
     ap.add_argument("--threads", type=int, default=int(os.environ.get("ENMP_THREADS", "0")) or None)
     ap.add_argument("--quick", action="store_true", help="tiny synthetic model and data (a smoke check)")
     args = ap.parse_args()

@@ -12,32 +12,8 @@ from typing import Any, Literal, Optional, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from .data_config import DataConfig, StrictModel as _Strict
 from .errors import EnmpError
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
-
-class DataConfig(_Strict):
-    """Where a task's labelled examples come from: local files per split, or a hub/`datasets` id."""
-
-    files: Optional[dict[str, str]] = None  # split name → csv/json/jsonl/parquet file
-    hub: Optional[str] = None  # dataset id (or local dataset dir) for datasets.load_dataset
-    subset: Optional[str] = None
-    splits: dict[str, str] = Field(default_factory=lambda: {"val": "val", "test": "test"})
-    text: Optional[str] = "text"
-    text_pair: Optional[str] = None
-    image: Optional[str] = None
-    label: str = "label"
-    label_is_index: bool = False  # true: integer labels are class indices 0..C-1, never label names
-    skip_labels: Optional[list[Union[int, str]]] = None  # rows to drop before sampling (e.g. SNLI's −1)
-
-    @model_validator(mode="after")
-    def _one_source(self):
-        if (self.files is None) == (self.hub is None):
-            raise ValueError("give exactly one of data.files (local files per split) or data.hub")
-        return self
 
 
 class TaskConfig(BaseModel):

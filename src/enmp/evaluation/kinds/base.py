@@ -24,7 +24,6 @@ from .processors import PROCESSORS
 
 if TYPE_CHECKING:
     from ...adapters import BaseCheckpoint
-    from ...config import TaskConfig
 
 
 @dataclass
@@ -110,11 +109,11 @@ class TaskKind:
 
     # ------------------------------------------------------------------ building (class methods)
     @classmethod
-    def check_config(cls, tc: "TaskConfig", options: dict[str, Any], where: str) -> None:
+    def check_config(cls, tc: Any, options: dict[str, Any], where: str) -> None:
         """Checks across keys (each key alone is checked by its `Option`); raise one EnmpError line."""
 
     @classmethod
-    def from_config(cls, tc: "TaskConfig", adapter_dir: Path, extra: dict[str, torch.Tensor]) -> "TaskKind":
+    def from_config(cls, tc: Any, adapter_dir: Path, extra: dict[str, torch.Tensor]) -> "TaskKind":
         """The task of one (checked) task config: by default with its head file (see `load_head`)."""
         return cls(tc.name, load_head(tc.name, adapter_dir, tc.head, tc.labels, None, extra))
 

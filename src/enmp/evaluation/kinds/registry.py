@@ -7,16 +7,13 @@ those declarations. A new kind is its module and one line in `KINDS`.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 from ...errors import EnmpError
 from .base import Required, TaskKind
 from .causal_lm import CausalLMTask
 from .classification import ClassificationTask
 from .clip_zero_shot import ClipZeroShotTask
-
-if TYPE_CHECKING:
-    from ...config import TaskConfig
 
 KINDS: dict[str, type[TaskKind]] = {k.kind: k for k in (ClassificationTask, ClipZeroShotTask, CausalLMTask)}
 
@@ -41,7 +38,7 @@ def _either(names: Sequence[str]) -> str:
     return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
 
 
-def check_options(tc: "TaskConfig") -> dict[str, Any]:
+def check_options(tc: Any) -> dict[str, Any]:
     """The keys task config `tc` gives beyond the common ones, checked against its kind's declaration: one
     EnmpError line for an unknown kind, a key its kind does not take (naming the kinds that do), a key it
     needs, or a bad value. Returns the given keys' checked values. null means unset for a key some kind
