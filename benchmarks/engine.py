@@ -30,13 +30,13 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
+from enmp import LocalEvaluator, MergeParams, build_workspace, fitness, merge
 from enmp.demo.run import prepare_demo
-from enmp import LocalEvaluator
+# internals on purpose: the naive reference loop rebuilds what the engine does (scoring, parameter lookup,
+# candidate masks) without going through it
 from enmp.engine.scoring.patch import parameter_name
-from enmp import build_workspace
-from enmp.evaluation import accuracy, fitness, load_examples
+from enmp.evaluation import accuracy, load_examples
 from enmp.masking import decode
-from enmp.merging import MergeParams, merge
 from synthetic import QUICK, synthetic_setup  # benchmarks/synthetic.py
 
 METHODS = {

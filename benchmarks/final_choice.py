@@ -27,12 +27,9 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
+from enmp import RunReport, SearchRun, build_workspace, load_config
 from enmp.atomic_files import atomic_write_json
-from enmp.config import load_config
-from enmp.engine.run.journal import Journal
-from enmp import SearchRun
-from enmp import RunReport
-from enmp import build_workspace
+from enmp.engine.run.journal import Journal  # internal on purpose: a replay cuts a run's journal
 from environment import machine  # benchmarks/environment.py
 
 FINAL_OPTIONS = {"final", "contenders", "voters", "confirm_z"}

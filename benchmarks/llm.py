@@ -41,10 +41,9 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
+from enmp import RunConfig, parse_config, tune_lambda
 from enmp.atomic_files import atomic_write_json
-from enmp.config import RunConfig, parse_config
 from enmp.demo.data import read_split
-from enmp import tune_lambda
 from enmp.demo.run import BASE_METHODS, base_fingerprint
 from enmp.engine.loading.model import quiet_transformers
 from enmp.errors import EnmpError
@@ -149,11 +148,7 @@ def run_config(kind: str, base: Path, data_dir: Path, experts: Path, s: Settings
 def bench_kind(kind: str, base: Path, data_dir: Path, experts: Path, s: Settings, train: dict, runs: Path,
                console: Console) -> dict:
     """Experts, frozen base, base merges and ENMP searches of one task kind on one loaded model."""
-    from enmp import run_search
-    from enmp import LocalEvaluator
-    from enmp import build_workspace
-    from enmp.evaluation import summary
-    from enmp.merging import MergeParams, method_params
+    from enmp import LocalEvaluator, MergeParams, build_workspace, method_params, run_search, summary
 
     t0 = time.perf_counter()
     ws = build_workspace(run_config(kind, base, data_dir, experts, s), log=console.log)  # folds for `fast`

@@ -37,8 +37,8 @@ import torch
 from torch import nn
 
 from enmp.atomic_files import atomic_dir, atomic_write_json, atomic_write_text
-from enmp.demo.data import _csv_text, build_demo_data, read_split, wordnet_available
-from enmp.demo.train import Encoded, _schedule, features, save_head
+from enmp.demo.data import build_demo_data, csv_text, read_split, wordnet_available
+from enmp.demo.train import Encoded, features, save_head, schedule
 from enmp.errors import EnmpError
 from enmp.evaluation import CausalLMTask, Examples
 
@@ -169,7 +169,7 @@ def build_snli(data_dir: Path, cache: Path, sizes: dict[str, int], seed: int) ->
              "val": [r for r in train_rows if held_out(r[3])], "test": rows(files["test"])}
     for split, pool in pools.items():
         picked = _balanced(pool, sizes[split], random.Random(f"{seed}:snli:{split}"))
-        atomic_write_text(out / f"{split}.csv", _csv_text(picked, True))
+        atomic_write_text(out / f"{split}.csv", csv_text(picked, True))
     atomic_write_json(stamp, want)
 
 
@@ -313,7 +313,7 @@ def train_expert(base_dir: Path, tdir: Path, spec: LLMTask, kind: str, out_dir: 
     opt = torch.optim.AdamW(groups, weight_decay=0.0)
     rng = random.Random(s.seed)
     plan = [train.train_batches(s.batch_size, rng) for _ in range(s.epochs)]
-    sched = _schedule(opt, sum(map(len, plan)))
+    sched = schedule(opt, sum(map(len, plan)))
     lm = peft.get_base_model()  # LoRA layers sit inside it: calling its parts applies them
     losses = []
     peft.train()

@@ -30,10 +30,7 @@ from rich.console import Console  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
-from enmp.config import RunConfig  # noqa: E402
-from enmp import LocalEvaluator  # noqa: E402
-from enmp import build_workspace  # noqa: E402
-from enmp import SearchRun  # noqa: E402
+from enmp import LocalEvaluator, RunConfig, SearchRun, build_workspace  # noqa: E402
 from synthetic import FULL, QUICK, synthetic_setup  # noqa: E402  (benchmarks/synthetic.py)
 
 DEMO_CACHE = ROOT / ".cache" / "enmp-demo"

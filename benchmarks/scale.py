@@ -34,8 +34,6 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-import synthetic  # noqa: F401  (benchmarks/synthetic.py: puts tests/ on sys.path for tiny.py)
-
 # (tasks, layers, grouping, hidden, val examples per task; None: the command line's)
 FULL = [(t, n, "layer", None, None) for t in (6, 30, 100) for n in (6, 32, 80)]
 FULL.append((100, 80, "projection", None, None))
@@ -63,11 +61,9 @@ def write_setup(root: Path, tasks: int, layers: int, grouping: str, *, hidden: i
     minutes), heads, data and run.yaml under `root`; returns the YAML path."""
     import yaml
     from safetensors.torch import save_file
-    from tiny import make_tiny_llama
-    from tiny_runs import _sentences
 
     from enmp.adapters import BaseCheckpoint
-    from enmp.engine.dry_run import write_csv
+    from enmp.tiny import make_tiny_llama, sentence, write_csv, write_head
 
     base = make_tiny_llama(root / "base", hidden_size=hidden, num_layers=layers, num_heads=4, num_kv_heads=2,
                            intermediate_size=4 * hidden)
@@ -91,12 +87,11 @@ def write_setup(root: Path, tasks: int, layers: int, grouping: str, *, hidden: i
         (adir / "adapter_config.json").write_text(json.dumps({
             "peft_type": "LORA", "r": rank, "lora_alpha": 2 * rank, "target_modules": list(PROJECTIONS),
             "base_model_name_or_path": str(base), "task_type": None}))
-        save_file({"weight": torch.randn(len(labels), hidden, generator=gen)}, str(adir / "head.safetensors"))
-        (adir / "head.json").write_text(json.dumps({"labels": labels, "pooling": "last"}))
+        write_head(adir, labels, hidden, generator=gen, pooling="last")
         files = {}
         for split, n in (("val", n_val), ("test", n_test)):
             path = root / "data" / f"task{t}" / f"{split}.csv"
-            write_csv(path, [{"text": s, "label": rng.choice(labels)} for s in _sentences(rng, n)])
+            write_csv(path, [{"text": sentence(rng), "label": rng.choice(labels)} for _ in range(n)])
             files[split] = str(path)
         entries.append({"name": f"task{t}", "adapter": str(adir), "data": {"files": files}})
     cfg = {"base": str(base), "tasks": entries, "merge": {"method": "ta", "lam": 0.3},
@@ -143,10 +138,7 @@ class Timers:
 def warm_up(config: Path) -> None:
     """Load and score a 1-task, 1-layer model of the same kind through the same code, so the runtime
     baseline holds the libraries' one-time state (modeling code, tokenizers, kernels), not just imports."""
-    from enmp.config import load_config
-    from enmp import LocalEvaluator
-    from enmp import build_workspace
-    from enmp.merging import MergeParams
+    from enmp import LocalEvaluator, MergeParams, build_workspace, load_config
 
     ws = build_workspace(load_config(config))
     LocalEvaluator(ws, "ta", MergeParams(lam=0.3)).compute_expert("val")

@@ -24,12 +24,8 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from enmp import tune_lambda
+from enmp import LocalEvaluator, MergeParams, SearchRun, build_workspace, tune_lambda
 from enmp.demo.run import BASE_METHODS, DemoSettings, demo_config, prepare_demo
-from enmp import LocalEvaluator
-from enmp import SearchRun
-from enmp import build_workspace
-from enmp.merging import MergeParams
 from synthetic import QUICK, synthetic_setup  # benchmarks/synthetic.py
 
 

@@ -4,17 +4,13 @@ engine-vs-reference agreement do."""
 
 from __future__ import annotations
 
-import json
 import random
-import sys
 from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))  # tiny.py / tiny_runs.py builders
-
-from enmp.config import RunConfig, load_config  # noqa: E402
+from enmp import RunConfig, load_config
+from enmp.tiny import make_lora_adapter, make_tiny_bert, sentence, write_csv, write_head
 
 #: the default: large enough that a candidate costs a fraction of a second; QUICK: seconds for a whole run
 FULL = {"hidden": 128, "layers": 4, "n_tasks": 4, "n_val": 192, "n_test": 64}
@@ -26,11 +22,6 @@ def synthetic_setup(root: Path, *, hidden: int = 128, layers: int = 4, n_tasks: 
                     n_test: int = 64) -> tuple[RunConfig, str]:
     """Write base, adapters, heads, data and run.yaml under `root`; returns the config and a description."""
     import yaml
-    from safetensors.torch import save_file
-    from tiny import make_lora_adapter, make_tiny_bert
-    from tiny_runs import _sentences
-
-    from enmp.engine.dry_run import write_csv
 
     base = make_tiny_bert(root / "base", hidden_size=hidden, num_layers=layers, num_heads=4,
                           intermediate_size=2 * hidden)
@@ -41,12 +32,10 @@ def synthetic_setup(root: Path, *, hidden: int = 128, layers: int = 4, n_tasks: 
     for i in range(n_tasks):
         name = f"task{i}"
         adir = make_lora_adapter(base, root / name, family="bert", r=8, alpha=16, seed=100 + i)
-        save_file({"weight": torch.randn(3, hidden, generator=gen), "bias": torch.randn(3, generator=gen)},
-                  str(adir / "head.safetensors"))
-        (adir / "head.json").write_text(json.dumps({"labels": labels, "pooling": "mean"}))
+        write_head(adir, labels, hidden, generator=gen, bias=True, pooling="mean")
         files = {}
         for split, n in (("val", n_val), ("test", n_test)):
-            rows = [{"text": s, "label": rng.choice(labels)} for s in _sentences(rng, n)]
+            rows = [{"text": sentence(rng), "label": rng.choice(labels)} for _ in range(n)]
             write_csv(root / "data" / name / f"{split}.csv", rows)
             files[split] = str(root / "data" / name / f"{split}.csv")
         tasks.append({"name": name, "adapter": str(adir), "data": {"files": files, "text": "text", "label": "label"}})

@@ -16,7 +16,7 @@ import torch
 import yaml
 from safetensors.torch import load_file, save_file
 
-from tiny import make_lora_adapter, make_tiny_bert, make_tiny_llama
+from enmp.tiny import make_lora_adapter, make_tiny_bert, make_tiny_llama
 from tiny_runs import make_run
 
 # --------------------------------------------------------------------------------------------- fixtures

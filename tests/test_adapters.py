@@ -13,14 +13,10 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+from enmp import tiny
 from enmp.adapters import BaseCheckpoint, load_adapter, load_adapter_set, parse_module, pattern_value, resolve_dir
 from enmp.cli.adapter_args import parse_adapter_args
 from enmp.errors import EnmpError, NumericalError
-
-try:
-    import tiny
-except ImportError:  # tests/ imported as a package
-    from tests import tiny
 
 PATTERNS = {  # rank_pattern / alpha_pattern per family, in PEFT's syntax (suffix regex on the module path)
     "bert": ({"layer.1.attention.self.query": 2, "value": 3}, {"key": 5, "layer.0.attention.output.dense": 7}),
@@ -229,7 +225,7 @@ def test_base_checkpoint_and_find_weight(bert, tmp_path):
 
 
 def test_find_weight_no_cross_tower_and_ambiguous(tmp_path):
-    clip = BaseCheckpoint(tiny.make_tiny_clip_vision(tmp_path / "clip"))
+    clip = BaseCheckpoint(tiny.make_tiny_clip(tmp_path / "clip"))
     assert clip.find_weight("text_model.encoder.layers.0.self_attn.q_proj") is None
     d = tmp_path / "amb"
     d.mkdir()

@@ -19,8 +19,8 @@ import pytest
 import torch
 from safetensors import safe_open
 
+from enmp.tiny import FAMILIES, load_tiny_model, make_lora_adapter, make_task_set, peft_merged_state
 from tiny_runs import cli
-from tiny import FAMILIES, load_tiny_model, make_lora_adapter, make_task_set, peft_merged_state
 
 # Per family: the adapted projections' leaf names used by rank_pattern / alpha_pattern adapters.
 PATTERN_KEYS = {"bert": ("query", "value"), "llama": ("q_proj", "v_proj"), "clip": ("q_proj", "v_proj")}

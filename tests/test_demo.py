@@ -1,6 +1,6 @@
 """The offline demo's expert training and run settings: PEFT format, determinism, cache reuse, configs.
 
-Training tests use a tiny random BERT from tests/tiny.py and hand-written toy tasks, so they need no package
+Training tests use a tiny random BERT from `enmp.tiny` and hand-written toy tasks, so they need no package
 data and run in seconds on CPU.
 """
 
@@ -17,14 +17,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from enmp import tiny
 from enmp.demo.data import SPLITS, DemoTask, read_split
 from enmp.demo.run import DemoSettings, demo_config, ensure_experts
 from enmp.demo.train import TARGET_MODULES, linear_probe, load_base, train_expert
-
-try:
-    import tiny
-except ImportError:  # tests/ imported as a package
-    from tests import tiny
 
 
 # ---------------------------------------------------------------- expert training (tiny random BERT)

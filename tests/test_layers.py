@@ -9,7 +9,8 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "enmp"
 
 # lowest first; a module may import its own layer and any below it (the README's "Layout" paragraph)
 LAYERS = [
-    {"errors", "atomic_files", "dtypes", "architectures", "masking", "options", "metrics", "data_config"},  # shared foundations
+    # shared foundations; `tiny` (tiny models for the dry run, tests and benchmarks) imports no other enmp unit
+    {"errors", "atomic_files", "dtypes", "architectures", "masking", "options", "metrics", "data_config", "tiny"},
     {"adapters"},
     {"merging"},
     {"search"},

@@ -8,17 +8,15 @@ from __future__ import annotations
 import importlib.util
 import json
 import random
-import sys
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
-from test_benchmarks import BENCH, run_bench
-from tiny import make_tiny_llama
+from enmp.tiny import make_tiny_llama
+from test_benchmarks import bench_module, run_bench
 
-sys.path.insert(0, str(BENCH))
-import llm_train  # noqa: E402  (benchmarks/ is not a package)
+llm_train = bench_module("llm_train.py")
 
 
 def _snli_row(premise: str, hypothesis: str, label: str) -> str:

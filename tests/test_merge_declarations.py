@@ -27,8 +27,8 @@ from enmp.merging import METHODS, MergeMethod, MergeParams, declared_options, fl
 from enmp.merging.params import LAM
 from enmp.merging.ta import stacked_factors
 from enmp.options import Option, Options
+from enmp.tiny import make_task_set
 from test_merging import make_deltas
-from tiny import make_task_set
 from tiny_runs import cli, make_run
 
 # ------------------------------------------------------------------ the throw-away method (one "module")

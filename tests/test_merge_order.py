@@ -17,8 +17,8 @@ from enmp.config import MergeConfig
 from enmp.errors import EnmpError
 from enmp.merging import MergeParams, merge, merge_kept, method_params
 from enmp.merging.linalg import drop_zero_spectrum
+from enmp.tiny import make_task_set
 from test_merging import CONFIGS, SATURATED, assert_close, make_deltas, single_thread  # noqa: F401 (fixture)
-from tiny import make_task_set
 from tiny_runs import cli
 
 SUBSPACE = [("knots", "ties"), ("knots", "ta"), ("core_space", "tsv"), ("core_space", "ta"), ("core_space", "ties"),

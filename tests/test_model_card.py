@@ -13,7 +13,7 @@ from safetensors.torch import load_file
 from enmp.config import load_config
 from enmp.api import run_search
 from enmp.masking import Mask
-from tiny import make_task_set
+from enmp.tiny import make_task_set
 from tiny_runs import cli, make_run
 
 

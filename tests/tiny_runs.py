@@ -8,37 +8,14 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import random
 import re
 from pathlib import Path
 
 import torch
 import yaml
-from safetensors.torch import save_file
 
-from enmp.engine.dry_run import write_csv
-from tiny import WORDS, make_task_set
-
-HIDDEN = 32
-
-
-def _sentences(rng: random.Random, n: int) -> list[str]:
-    vocab = [w for w in WORDS if w.isalpha() and len(w) > 1]
-    return [" ".join(rng.choice(vocab) for _ in range(rng.randint(3, 9))) for _ in range(n)]
-
-
-def _write_images(root: Path, rng: random.Random, n: int) -> list[str]:
-    from PIL import Image
-
-    root.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for i in range(n):
-        px = bytes(rng.randrange(256) for _ in range(32 * 32 * 3))
-        p = root / f"img{i}.png"
-        Image.frombytes("RGB", (32, 32), px).save(p)
-        paths.append(str(p))
-    return paths
+from enmp.tiny import feature_dim, make_task_set, sentence, write_csv, write_head, write_images
 
 
 def make_run(tmp_path: Path, family: str = "bert", n_tasks: int = 3, n_val: int = 24, n_test: int = 24,
@@ -55,10 +32,10 @@ def make_run(tmp_path: Path, family: str = "bert", n_tasks: int = 3, n_val: int 
         files = {}
         for split, n in (("val", n_val), ("test", n_test)):
             if family == "clip":
-                images = _write_images(tmp_path / "images" / name / split, rng, n)
+                images = write_images(tmp_path / "images" / name / split, rng, n)
                 rows = [{"image": p, "label": rng.choice(labels)} for p in images]
             else:
-                rows = [{"text": s, "label": rng.choice(labels)} for s in _sentences(rng, n)]
+                rows = [{"text": sentence(rng), "label": rng.choice(labels)} for _ in range(n)]
             write_csv(tmp_path / "data" / name / f"{split}.csv", rows)
             files[split] = f"data/{name}/{split}.csv"
         entry["data"] = {"files": files, "text": None if family == "clip" else "text",
@@ -67,12 +44,8 @@ def make_run(tmp_path: Path, family: str = "bert", n_tasks: int = 3, n_val: int 
             entry.update(kind="causal_lm", prompt="{text} ?", label_words=["yes", "no", "fine"][:n_classes],
                          labels=labels)
         else:
-            dim = 16 if family == "clip" else HIDDEN  # CLIP projection dim of the tiny model
-            head = {"weight": torch.randn(n_classes, dim, generator=gen), "bias": torch.randn(n_classes, generator=gen)}
-            if family == "clip":
-                head = {"weight": torch.nn.functional.normalize(head["weight"], dim=-1)}
-            save_file(head, str(adir / "head.safetensors"))
-            (adir / "head.json").write_text(json.dumps({"labels": labels, "pooling": "mean"}))
+            write_head(adir, labels, feature_dim(base), generator=gen, bias=family != "clip",
+                       unit_rows=family == "clip", pooling="mean")
             if family == "clip":
                 entry["kind"] = "clip_zero_shot"
         tasks.append(entry)

@@ -22,7 +22,7 @@ from ..atomic_files import atomic_write_json, atomic_write_text
 from .sources import TASKS, WORDNET_PROVENANCE, Row, provenance, wordnet_available
 
 __all__ = ["DEFAULT_SIZES", "DEFAULT_TASKS", "FALLBACK_TASKS", "FORMAT", "SPLITS", "TASKS", "DemoTask",
-           "build_demo_data", "default_tasks", "read_split", "wordnet_available"]
+           "build_demo_data", "csv_text", "default_tasks", "read_split", "wordnet_available"]
 
 FORMAT = 1
 SPLITS = ("train", "val", "test")
@@ -94,7 +94,8 @@ def _split_rows(rows: Iterable[Row], seed: int, sizes: Mapping[str, int], task: 
     return out
 
 
-def _csv_text(rows: list[Row], pair: bool) -> str:
+def csv_text(rows: list[Row], pair: bool) -> str:
+    """A split's CSV (header text[,text_pair],label), as the demo writes it and `read_split` reads it."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["text", "text_pair", "label"] if pair else ["text", "label"])
@@ -137,7 +138,7 @@ def build_demo_data(data_dir: Path, seed: int = 0, sizes: Mapping[str, int] | No
         if len(labels) < 2 or any(not splits[s] for s in SPLITS):
             raise EnmpError(f"demo task {name} produced too little data", where="demo data")
         for s in SPLITS:
-            atomic_write_text(data_dir / name / f"{s}.csv", _csv_text(splits[s], pair))
+            atomic_write_text(data_dir / name / f"{s}.csv", csv_text(splits[s], pair))
         pkg, ver, lic = WORDNET_PROVENANCE if dist is None else (dist, *provenance(dist))
         out.append(DemoTask(name, desc, labels, pair, pkg, ver, lic, src,
                             {s: len(splits[s]) for s in SPLITS}))

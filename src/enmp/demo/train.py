@@ -126,7 +126,8 @@ def accuracy(model, head: nn.Module, enc: Encoded, batch_size: int = 64) -> floa
     return 100.0 * correct / max(1, len(enc))
 
 
-def _schedule(opt, total: int, warmup: float = 0.06):
+def schedule(opt, total: int, warmup: float = 0.06):
+    """Linear warm-up over the first `warmup` of `total` steps, then linear decay to 0."""
     w = max(1, int(total * warmup))
     return torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: (s + 1) / w if s < w else max(0.0, (total - s) / max(1, total - w)))
@@ -164,7 +165,7 @@ def train_expert(base_dir: str | Path, task_dir: str | Path, out_dir: str | Path
                              {"params": head.parameters(), "lr": head_lr or lr}], weight_decay=0.0)
     rng = random.Random(seed)
     plan = [train.train_batches(batch_size, rng) for _ in range(epochs)]
-    sched = _schedule(opt, sum(map(len, plan)))
+    sched = schedule(opt, sum(map(len, plan)))
     loss_fn = nn.CrossEntropyLoss()
     last = 0.0
     for ep in plan:
