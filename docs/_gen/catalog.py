@@ -22,52 +22,41 @@ def options_table(rows: list[dict]) -> list[str]:
     return out + [""]
 
 
+def page(kind: str, title: str, intro: list[str], body) -> str:
+    """A catalog page: the intro, an index table, then one section per entry with `body(row)`'s lines."""
+    rows = catalog_rows(kind)
+    lines = [f"# {title}", "", *intro, "", f"| {kind[:-1] if kind == 'methods' else 'strategy'} | what it does |",
+             "|---|---|"]
+    lines += [f"| [`{r['name']}`](#{r['name']}) | {cell(r['summary'])} |" for r in rows]
+    lines.append("")
+    for r in rows:
+        lines += [f"## `{r['name']}` {{#{r['name']}}}", "", sentence(r["summary"]), "", *body(r)]
+    return "\n".join(lines)
+
+
+def strategy_body(r: dict) -> list[str]:
+    own = ["Options (`search.options.NAME`):", "", *options_table(r["options"])] if r["options"] else \
+        ["No options of its own.", ""]
+    return own + ["Settings every strategy takes (`search.NAME`), with this strategy's defaults:", "",
+                  *options_table(r["common"])]
+
+
 def strategies_page() -> str:
-    rows = catalog_rows("strategies")
-    lines = [
-        "# Strategy options",
-        "",
+    return page("strategies", "Strategy options", [
         "Generated from each strategy's own declaration (the rows `enmp strategies NAME` prints). A strategy's",
         "options go under `search.options` in a [run config](../guide/config.md#search); the settings every",
         "strategy takes (`rho`, `seed`, `popsize`, `generations`) go directly under `search:` or on the command",
         "line, and when left unset take the defaults listed for that strategy. What each strategy does and when to",
-        "use it: [Search strategies](../guide/strategies.md).",
-        "",
-        "| strategy | what it does |",
-        "|---|---|",
-    ]
-    lines += [f"| [`{r['name']}`](#{r['name']}) | {cell(r['summary'])} |" for r in rows]
-    lines.append("")
-    for r in rows:
-        lines += [f"## `{r['name']}` {{#{r['name']}}}", "", sentence(r["summary"]), ""]
-        if r["options"]:
-            lines += ["Options (`search.options.NAME`):", ""] + options_table(r["options"])
-        else:
-            lines += ["No options of its own.", ""]
-        lines += ["Settings every strategy takes (`search.NAME`), with this strategy's defaults:", ""]
-        lines += options_table(r["common"])
-    return "\n".join(lines)
+        "use it: [Search strategies](../guide/strategies.md)."], strategy_body)
 
 
 def methods_page() -> str:
-    rows = catalog_rows("methods")
-    lines = [
-        "# Merge-method parameters",
-        "",
+    return page("methods", "Merge-method parameters", [
         "Generated from each method's own declaration (the rows `enmp methods NAME` prints). The parameters go",
         "under `merge:` in a [run config](../guide/config.md#merge) next to `method`, or on the command line as",
         "flags (`lam` → `--lam`, `top_k` → `--top-k`, …). How the methods differ:",
-        "[Merge methods](../guide/methods.md).",
-        "",
-        "| method | what it does |",
-        "|---|---|",
-    ]
-    lines += [f"| [`{r['name']}`](#{r['name']}) | {cell(r['summary'])} |" for r in rows]
-    lines.append("")
-    for r in rows:
-        lines += [f"## `{r['name']}` {{#{r['name']}}}", "", sentence(r["summary"]), ""]
-        lines += options_table(r["options"]) if r["options"] else ["No parameters.", ""]
-    return "\n".join(lines)
+        "[Merge methods](../guide/methods.md)."],
+        lambda r: options_table(r["options"]) if r["options"] else ["No parameters.", ""])
 
 
 for path, text in (("reference/strategies.md", strategies_page()), ("reference/methods.md", methods_page())):

@@ -52,6 +52,8 @@ OPTIONS = Options(
            nullable=True),
     Option("min_t", float, 0.0, "inner greedy only: prune only modules whose gain alone is above this many paired "
            "standard errors", low=0),
+    Option("stability", float, 0.0, "inner greedy only: prune only modules selected in at least this share of "
+           "bootstrap resamples of the training examples (0: off)", low=0, high=1),
     Option("start_pruned", float, 2.0, "inner cma only: it starts where a candidate prunes this many modules on "
            "average (null: the paper's mean −1)", low=0, low_open=True, nullable=True),
 )
@@ -90,11 +92,12 @@ class CrossFitStrategy(Strategy):
             raise EnmpError(f"inner search '{o['inner']}' takes no sigma0", where="search.options.sigma0",
                             fix="leave sigma0 unset (null) for this inner search")
         out = {} if o["sigma0"] is None else {"sigma0": o["sigma0"]}
-        if o["min_t"] > 0:
-            if "min_t" not in declared:
-                raise EnmpError(f"inner search '{o['inner']}' takes no min_t", where="search.options.min_t",
-                                fix="use min_t with inner: greedy")
-            out["min_t"] = o["min_t"]
+        for name in ("min_t", "stability"):
+            if o[name] > 0:
+                if name not in declared:
+                    raise EnmpError(f"inner search '{o['inner']}' takes no {name}", where=f"search.options.{name}",
+                                    fix=f"use {name} with inner: greedy")
+                out[name] = o[name]
         if o["inner"] == "cma" and o["start_pruned"] is not None:
             sigma0 = out.get("sigma0", declared["sigma0"].default)
             out["mean0"] = calibrated_mean0(min(o["start_pruned"], self.budget), self.n_modules, sigma0)

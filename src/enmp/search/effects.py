@@ -50,3 +50,22 @@ def single_effects(full: Outcome, singles: Sequence[Outcome]) -> SingleEffects:
                 task_gain[i, t] = d.mean()
                 task_se[i, t] = d.std(ddof=1) / np.sqrt(d.size) if d.size > 1 else np.inf
     return SingleEffects(gain, se, task_gain, task_se)
+
+
+def selection_frequency(full: Outcome, singles: Sequence[Outcome], budget: int, draws: int,
+                        rng: np.random.Generator) -> np.ndarray:
+    """How often each module is among the ≤ `budget` largest positive single gains when the examples are
+    resampled (with replacement, within each task): stability selection. A module that only a lucky draw of
+    examples puts on top is rarely selected; one whose gain is real is selected in most resamples."""
+    base = full.per_example()
+    ok = [not o.failed and o.correct is not None for o in singles]
+    diffs = [[a - b for a, b in zip(o.per_example(), base)] if good else None for o, good in zip(singles, ok)]
+    sizes = [len(b) for b in base]
+    counts = np.zeros(len(singles))
+    for _ in range(draws):
+        picks = [rng.integers(0, n, n) for n in sizes]
+        gains = np.array([np.mean([d[t][p].mean() for t, p in enumerate(picks)]) if d is not None else -np.inf
+                          for d in diffs])
+        top = np.argsort(-gains, kind="stable")[:budget]
+        counts[top[gains[top] > 0]] += 1
+    return counts / draws

@@ -7,6 +7,8 @@ not jointly harmful. Round 0 has T·G + 1 candidates whatever ``popsize`` says.
 
 Option `min_t` (default 0: the paper's rule) prunes only modules whose gain is above `min_t` paired
 standard errors (per-example differences against the full merge): fewer modules, each with more evidence.
+Option `stability` (default 0: off) prunes only modules that the rule selects in at least that share of
+bootstrap resamples of the examples (stability selection): the luckiest singles of one split drop out.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import numpy as np
 
 from ..options import Option, Options
 from .base import Candidate, Decision, Strategy, register
-from .effects import single_effects
+from .effects import selection_frequency, single_effects
 
 
 def single_prunings(shape: tuple[int, int], examples=None) -> list[Candidate]:
@@ -32,8 +34,13 @@ def single_prunings(shape: tuple[int, int], examples=None) -> list[Candidate]:
 @register("greedy")
 class GreedyStrategy(Strategy):
     summary = "the paper's greedy baseline: prune every module that helps when pruned alone (up to the ρ budget)"
-    OPTIONS = Options(Option("min_t", float, 0.0, "prune only modules whose gain alone is above this many paired "
-                             "standard errors (0: any positive gain, the paper's rule)", low=0))
+    OPTIONS = Options(
+        Option("min_t", float, 0.0, "prune only modules whose gain alone is above this many paired standard errors "
+               "(0: any positive gain, the paper's rule)", low=0),
+        Option("stability", float, 0.0, "prune only modules selected in at least this share of bootstrap "
+               "resamples of the examples (0: off)", low=0, high=1),
+    )
+    DRAWS = 200  # bootstrap resamples for `stability` (the share moves by ~0.03 between seeds of the resampler)
 
     def __init__(self, shape, **settings):
         super().__init__(shape, **settings)
@@ -62,6 +69,10 @@ class GreedyStrategy(Strategy):
             gains = effects.gain.copy()
             if self.options["min_t"] > 0:
                 gains[gains <= self.options["min_t"] * effects.se] = -np.inf
+            if self.options["stability"] > 0:
+                share = selection_frequency(outcomes[0], outcomes[1:], self.budget, self.DRAWS,
+                                            np.random.default_rng(self.seed))
+                gains[share < self.options["stability"]] = -np.inf
             self.gains = gains.reshape(self.shape)
 
     def decide(self, full_fitness: float) -> Decision:
