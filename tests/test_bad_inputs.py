@@ -19,9 +19,9 @@ from typing import Callable
 
 import pytest
 
-from bad_input_builders import (Env, broken_adapter, dup_names, existing_out, leftovers, mask_file, merge_args,
-                                missing_data_file, no_label_column, out_under_file, pickled_base, report_dir,
-                                search_args, set_key, snapshot, unwritable_out, with_data)
+from bad_input_builders import (Env, broken_adapter, dup_names, existing_out, leftovers, lm_eval_args, mask_file,
+                                merge_args, missing_data_file, no_label_column, out_under_file, pickled_base,
+                                report_dir, search_args, set_key, snapshot, unwritable_out, with_data)
 from tiny_runs import ANSI, cli
 
 TRACE_LINE = re.compile(r"^\s*(Traceback|File \"|\w+(Error|Exception):)")
@@ -197,6 +197,14 @@ CASES: dict[str, Case] = {
         ("task1", "lora_sst2", "work/lora_sst2", "no such directory")),
     "search-missing-data-file": Case(lambda e, t: search_args(e, t, missing_data_file),
                                      ("task 'task1'", "/nonexistent/enmp/test.csv", "not found")),
+    # ---- search: lm-eval tasks (the lm_eval kind)
+    "search-lm-eval-unknown-task": Case(lambda e, t: lm_eval_args(e, t, task="arc_easyy"),
+                                        ("task 'pick'.task", "lm-eval has no task 'arc_easyy'", "arc_easy")),
+    "search-lm-eval-dataset-missing-offline": Case(
+        lambda e, t: lm_eval_args(e, t, dataset_path="enmp-tests/no-such-dataset"),
+        ("task 'pick'.task", "cannot load lm-eval task", "no-such-dataset", "local datasets cache")),
+    "search-lm-eval-unknown-metric": Case(lambda e, t: lm_eval_args(e, t, metric="accuracy"),
+                                          ("task 'pick'.metric", "no metric 'accuracy'", "acc, acc_norm")),
     # ---- report
     "report-dir-without-report-json": Case(lambda e, t: ["report", report_dir(t, None)],
                                            ("report.json", "not found", "enmp search")),

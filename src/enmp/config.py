@@ -31,7 +31,7 @@ class TaskConfig(BaseModel):
     name: str = Field(min_length=1)
     adapter: str
     kind: str = "classification"  # a registered task kind (enmp.evaluation.available_kinds())
-    data: DataConfig
+    data: Optional[DataConfig] = None  # every kind needs it but those that bring their own documents (lm_eval)
     head: Optional[str] = None  # safetensors with weight [C, H] (+ bias); default <adapter>/head.safetensors
     labels: Optional[list[str]] = None  # class names in head order; default from <adapter>/head.json
 
@@ -207,15 +207,20 @@ def _resolve_local(value: Optional[str], root: Path) -> Optional[str]:
 
 
 def resolve_paths(cfg: RunConfig, root: Path) -> RunConfig:
+    from .evaluation.kinds import get_kind  # (lazy, as in TaskConfig: kinds import torch)
+
     cfg = cfg.model_copy(deep=True)
     cfg.base = _resolve(cfg.base, root)
     for t in cfg.tasks:
         t.adapter = _resolve(t.adapter, root)
         t.head = _resolve_local(t.head, root)
-        if t.data.files:
+        if t.data is not None and t.data.files:
             t.data.files = {k: _resolve_local(v, root) for k, v in t.data.files.items()}
-        if t.data.hub and (root / t.data.hub).exists():
+        if t.data is not None and t.data.hub and (root / t.data.hub).exists():
             t.data.hub = str((root / t.data.hub).resolve())
+        # the keys a kind adds may hold paths too (lm_eval's task YAML): the kind says which
+        t.__pydantic_extra__ = get_kind(t.kind).resolve_paths(dict(t.model_extra or {}),
+                                                              lambda v: _resolve_local(v, root))
     return cfg
 
 

@@ -9,7 +9,7 @@ import torch
 
 from ...config import RunConfig
 from ...dtypes import DTYPES
-from ...evaluation import Examples, PreparedSplit, TaskKind, load_examples
+from ...evaluation import Examples, PreparedSplit, TaskKind
 from ...search import Subset
 from .inputs import RunInputs, load_inputs
 from .model import build_task, load_model, load_processor, pick_device, quiet_transformers
@@ -65,8 +65,7 @@ def build_workspace(cfg: RunConfig, *, splits=("val", "test"), inputs: Optional[
         for split in splits:
             log(f"preparing {tc.name} ({split})")
             limit = cfg.eval.val_samples if split == "val" else cfg.eval.test_samples
-            ex = load_examples(tc.data, split, tasks[t].head.labels, max_samples=limit, seed=cfg.eval.data_seed,
-                               where=f"task '{tc.name}'")
+            ex = tasks[t].examples(tc, split, max_samples=limit, seed=cfg.eval.data_seed, where=f"task '{tc.name}'")
             ws.examples[split].append(ex)
             ws.splits[split].append(ws.prepare(t, ex))
     log("loading base model")

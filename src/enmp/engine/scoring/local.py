@@ -31,7 +31,9 @@ class LocalEvaluator(Evaluator):
         self.patcher = self.live.patcher
         self.cache = self.patcher.cache
         self.cache.set_budget(ws.cfg.eval.cache_mb if cache_mb is None else cache_mb)
-        self.cost_model = CostModel(*ws.target_layout(), self.live.n_layers, self.live.prefix is not None)
+        # layers shared with an earlier candidate are reused (and charged once) only for kinds the prefix cache serves
+        reuse = self.live.prefix is not None and all(t.layer_prefix_cache for t in ws.tasks)
+        self.cost_model = CostModel(*ws.target_layout(), self.live.n_layers, reuse)
         self.val_sizes = tuple(len(ex) for ex in ws.examples.get("val", []))
 
     def run_jobs(self, jobs: Sequence[Job]) -> list[JobResult]:
@@ -43,7 +45,7 @@ class LocalEvaluator(Evaluator):
             self.patcher.apply(np.asarray(job.keep, dtype=bool), job.method or self.method,
                                job.params or self.params)
             data = self.ws.prepared(job.split, job.task, job.subset)
-            prefix = self.live.prefix if job.split == "val" else None
+            prefix = self.live.prefix if job.split == "val" and task.layer_prefix_cache else None
             if prefix is None:
                 right = correct(task, self.ws.model, data)
             else:

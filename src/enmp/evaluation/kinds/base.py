@@ -18,7 +18,7 @@ import torch
 from ... import metrics
 from ...errors import EnmpError, NumericalError
 from ...options import Option, Options
-from ..data import Examples
+from ..data import Examples, load_examples
 from ..heads import Head, load_head
 from .processors import PROCESSORS
 
@@ -103,6 +103,13 @@ class TaskKind:
     processor: ClassVar[str] = ""
     #: its head's rows are unit vectors (zero-shot text embeddings): stand-in heads of a dry run are too
     unit_head_rows: ClassVar[bool] = False
+    #: its tasks bring their own documents (an lm-eval task): their configs have no `data:` section, and
+    #: `examples` reads the kind's own source instead of `data.load_examples`
+    brings_data: ClassVar[bool] = False
+    #: its `predict` runs each prepared batch as one forward pass of the model, so the prefix cache of layer
+    #: outputs can serve it (False: a library batches the model calls itself, and the cache cannot know its
+    #: batches)
+    layer_prefix_cache: ClassVar[bool] = True
 
     def __init__(self, name: str, head: Optional[Head]):
         self.name, self.head = name, head
@@ -118,6 +125,12 @@ class TaskKind:
         return cls(tc.name, load_head(tc.name, adapter_dir, tc.head, tc.labels, None, extra))
 
     @classmethod
+    def resolve_paths(cls, options: dict[str, Any], resolve: Callable[[str], str]) -> dict[str, Any]:
+        """The kind's given keys with local paths made absolute by `resolve` (against the config file's
+        directory); by default the kind's keys hold no paths."""
+        return options
+
+    @classmethod
     def load_processor(cls, base: "BaseCheckpoint", trust_remote_code: bool) -> Any:
         return PROCESSORS[cls.processor](base, trust_remote_code)
 
@@ -126,6 +139,10 @@ class TaskKind:
         return model_class == cls.model_class or model_class in cls.also_runs_on
 
     # ------------------------------------------------------------------ scoring (instances)
+    def examples(self, tc: Any, split: str, *, max_samples: Optional[int], seed: int, where: str) -> Examples:
+        """One split's labelled examples (`max_samples` drawn with `seed`): by default from the task's `data:`."""
+        return load_examples(tc.data, split, self.head.labels, max_samples=max_samples, seed=seed, where=where)
+
     def prepare(self, ex: Examples, processor: Any, *, batch_size: int, max_length: int) -> PreparedSplit:
         raise NotImplementedError
 

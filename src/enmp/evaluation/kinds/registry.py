@@ -14,8 +14,10 @@ from .base import Required, TaskKind
 from .causal_lm import CausalLMTask
 from .classification import ClassificationTask
 from .clip_zero_shot import ClipZeroShotTask
+from .lm_eval_kind import LmEvalTask
 
-KINDS: dict[str, type[TaskKind]] = {k.kind: k for k in (ClassificationTask, ClipZeroShotTask, CausalLMTask)}
+KINDS: dict[str, type[TaskKind]] = {k.kind: k for k in (ClassificationTask, ClipZeroShotTask, CausalLMTask,
+                                                        LmEvalTask)}
 
 
 def available_kinds() -> list[str]:
@@ -55,6 +57,12 @@ def check_options(tc: Any) -> dict[str, Any]:
                                 fix=f"{key} is for {_either(others)} tasks ({accepted})")
             raise EnmpError(f"unknown key '{key}'", where=f"{where}.{key}",
                             fix=f"a task takes {', '.join(type(tc).model_fields)}; {accepted}")
+    if kind.brings_data and tc.data is not None:
+        raise EnmpError(f"{kind.kind} tasks take no data", where=f"{where}.data",
+                        fix=f"the task brings its own documents: remove data ({accepted})")
+    if not kind.brings_data and tc.data is None:
+        raise EnmpError(f"{kind.kind} tasks need data", where=f"{where}.data",
+                        fix="e.g. data: {files: {val: val.csv, test: test.csv}} (or data: {hub: DATASET_ID})")
     missing = [k for k, o in kind.options.items() if isinstance(o, Required) and k not in given]
     if missing:
         first = kind.options[missing[0]]
