@@ -14,7 +14,7 @@ from typing import Optional
 
 import yaml
 
-from tiny import WORDS, make_task_set
+from enmp.tiny import WORDS, make_task_set
 
 PROMPTS = {"pick": "{{question}} ?", "odd": "question {{question}} . answer"}
 SPLITS = ("validation", "test")

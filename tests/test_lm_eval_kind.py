@@ -204,3 +204,10 @@ def test_lm_eval_is_imported_only_by_its_tasks():
     code = "import enmp.api, enmp.evaluation, sys; assert 'lm_eval' not in sys.modules"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_the_dry_run_refuses_lm_eval_tasks_in_one_line(run, tmp_path):
+    """Its examples come from lm-eval, which a tiny offline stand-in cannot imitate: one line, nothing written."""
+    code, _out, err = cli("search", "--config", run["yaml"], "--out", tmp_path / "dry", "--dry-run")
+    assert code == 2 and "reads its examples from its own source" in err and "Traceback" not in err
+    assert not (tmp_path / "dry").exists()

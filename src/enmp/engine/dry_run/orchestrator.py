@@ -19,6 +19,7 @@ from rich.console import Console
 from ...architectures import Architecture, architecture_of
 from ...config import RunConfig
 from ...errors import EnmpError, first_line
+from ...evaluation import get_kind
 from ...masking import prune_budget
 from .heads import check_real_head, class_count
 from .stand_in import build_stand_in
@@ -75,6 +76,12 @@ def dry_run(cfg: RunConfig, console: Optional[Console] = None, *, workdir: Optio
     from ..loading.workspace import build_workspace
 
     quiet_transformers()
+    cfg = cfg.model_copy(update={"search": cfg.search.resolved()})  # the strategy's own sizes, written out
+    own = [tc for tc in cfg.tasks if get_kind(tc.kind).brings_data]
+    if own:
+        raise EnmpError(f"task '{own[0].name}' (kind {own[0].kind}) reads its examples from its own source, which "
+                        "the dry run cannot stand in for offline", where="--dry-run",
+                        fix="run the search for real with a small limit (e.g. limit: 8 on the task) to check it")
     console = console or Console()
     ok = lambda msg: console.print(f"[green]✓[/] {msg}", highlight=False)  # noqa: E731
     note = lambda msg: console.print(f"[yellow]·[/] {msg}", highlight=False)  # noqa: E731
@@ -82,7 +89,7 @@ def dry_run(cfg: RunConfig, console: Optional[Console] = None, *, workdir: Optio
 
     params = cfg.merge.params()
     ok(f"config: {len(cfg.tasks)} tasks ({', '.join(t.name for t in cfg.tasks)}), merge {cfg.merge.method} "
-       f"({', '.join(f'{k}={v}' for k, v in params.__dict__.items() if v is not None)})")
+       f"({', '.join(f'{k}={v}' for k, v in params.to_dict().items() if v is not None)})")
     base_id, arch = architecture_of(cfg.base)
     counts = _describe(cfg, base_id, arch, ok, note)
 
