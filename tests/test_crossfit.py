@@ -63,7 +63,7 @@ def test_planted_modules_are_found_and_the_gain_is_estimated_out_of_fold(inner):
     assert (pruned & PLANTED).sum() >= 1 and decision.text.startswith("kept")
     g = decision.expected_gain
     assert g.low < g.value < g.high and g.value > 0 and g.level == 0.9
-    assert g.value == pytest.approx(s.held_out_gain()[0]) and "cross-fitted" in g.basis
+    assert g.value <= s.held_out_gain()[0] + 1e-9 and "cross-fitted" in g.basis  # corrected for the test it passed
     if inner in ("greedy", "stepwise"):  # every single pruning asked once, on all examples, before the folds
         assert len(asked[0]) == SHAPE[0] * SHAPE[1] and all(key is None for _, key in asked[0])
 
@@ -125,3 +125,20 @@ def test_too_few_examples_for_the_folds_is_one_clear_error_before_anything_runs(
     s = get_strategy("crossfit")(SHAPE, folds=5)
     with pytest.raises(EnmpError, match="4 validation examples cannot fill the 5 folds of search 'crossfit'"):
         s.validate(ValidationData((4,) * SHAPE[0], 0))
+
+
+def test_the_estimate_after_a_passed_test_is_median_unbiased_and_covers():
+    """Among observations kept only above the threshold, the corrected estimate is below the truth half of the
+    time and its 90 % interval covers the truth 90 % of the time; far above the threshold it is the plain one."""
+    from enmp.search.effects import selected_estimate
+
+    rng = np.random.default_rng(0)
+    se, threshold = 1.0, 1.645
+    for mu in (0.5, 2.0):
+        x = mu + se * rng.standard_normal(20000)
+        kept = x[x > threshold][:400]
+        est = np.array([selected_estimate(v, se, threshold, 0.9) for v in kept])
+        assert abs(np.mean(est[:, 0] <= mu) - 0.5) < 0.07
+        assert abs(np.mean((est[:, 1] <= mu) & (mu <= est[:, 2])) - 0.9) < 0.05
+    value, low, high = selected_estimate(9.0, 1.0, 1.645, 0.9)
+    assert value == pytest.approx(9.0, abs=1e-3) and high - value == pytest.approx(1.645, abs=1e-2)

@@ -29,6 +29,7 @@ from ..masking import keep_to_str
 from ..options import Option, Options
 from .base import Candidate, Decision, Estimate, Strategy, ValidationData, get_strategy, register
 from .evidence import Evidence, paired_difference
+from .effects import selected_estimate
 from .greedy import single_prunings
 from .outcome import Outcome, Subset, check_fold_sizes
 from .pycma import calibrated_mean0
@@ -54,6 +55,8 @@ OPTIONS = Options(
            "standard errors", low=0),
     Option("stability", float, 0.0, "inner greedy only: prune only modules selected in at least this share of "
            "bootstrap resamples of the training examples (0: off)", low=0, high=1),
+    Option("max_pruned", int, None, "inner greedy only: prune at most this many modules (null: the ρ budget)",
+           low=1, nullable=True),
     Option("start_pruned", float, 2.0, "inner cma only: it starts where a candidate prunes this many modules on "
            "average (null: the paper's mean −1)", low=0, low_open=True, nullable=True),
 )
@@ -92,8 +95,8 @@ class CrossFitStrategy(Strategy):
             raise EnmpError(f"inner search '{o['inner']}' takes no sigma0", where="search.options.sigma0",
                             fix="leave sigma0 unset (null) for this inner search")
         out = {} if o["sigma0"] is None else {"sigma0": o["sigma0"]}
-        for name in ("min_t", "stability"):
-            if o[name] > 0:
+        for name in ("min_t", "stability", "max_pruned"):
+            if o[name]:
                 if name not in declared:
                     raise EnmpError(f"inner search '{o['inner']}' takes no {name}", where=f"search.options.{name}",
                                     fix=f"use {name} with inner: greedy")
@@ -230,10 +233,11 @@ class CrossFitStrategy(Strategy):
             estimate = Estimate(0.0, 0.0, 0.0, LEVEL, "the full merge is returned: no change")
         else:
             gain, se = self.evidence_summary["held_out_gain"], self.evidence_summary["se"]
-            half = NormalDist().inv_cdf(0.5 + LEVEL / 2) * se
-            estimate = Estimate(gain, gain - half, gain + half, LEVEL,
+            value, low, high = selected_estimate(gain, se, self.z * se, LEVEL)
+            estimate = Estimate(value, low, high, LEVEL,
                                 f"cross-fitted: each of the {sum(self.data.sizes)} validation examples scored once "
-                                f"by a mask chosen without it ({self.k} folds)")
+                                f"by a mask chosen without it ({self.k} folds), corrected for keeping the mask only "
+                                "when that gain passed the test")
         self._decision = Decision(mask, text, estimate, dict(self.evidence_summary, pruned=int((~mask).sum())))
         self.phase = "done"
 

@@ -9,6 +9,7 @@ numpy over `Outcome`s; no models.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from statistics import NormalDist
 from typing import Sequence
 
 import numpy as np
@@ -69,3 +70,27 @@ def selection_frequency(full: Outcome, singles: Sequence[Outcome], budget: int, 
         top = np.argsort(-gains, kind="stable")[:budget]
         counts[top[gains[top] > 0]] += 1
     return counts / draws
+
+
+def selected_estimate(observed: float, se: float, threshold: float, level: float) -> tuple[float, float, float]:
+    """(estimate, low, high) of a normal mean μ from one observation X ~ N(μ, se²) that was acted on only
+    because it exceeded `threshold`: the conditional (truncated-normal) median-unbiased estimate and its
+    `level` interval. Reporting X itself would repeat the winner's curse at the decision: among the runs that
+    pass a test, the estimates that passed are the high ones."""
+    nd = NormalDist()
+    lowest = threshold - 8 * se  # below it the conditional law is pinned at the threshold; also keeps tails finite
+
+    def survival(mu: float) -> float:
+        """P(X ≥ observed | X ≥ threshold; μ), increasing in μ."""
+        return nd.cdf((mu - observed) / se) / max(nd.cdf((mu - threshold) / se), 1e-300)
+
+    def solve(p: float) -> float:
+        lo, hi = lowest, observed + 8 * se
+        if survival(lo) >= p:
+            return lo
+        for _ in range(80):
+            mid = (lo + hi) / 2
+            lo, hi = (mid, hi) if survival(mid) < p else (lo, mid)
+        return (lo + hi) / 2
+
+    return solve(0.5), solve((1 - level) / 2), solve((1 + level) / 2)

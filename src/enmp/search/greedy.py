@@ -39,12 +39,15 @@ class GreedyStrategy(Strategy):
                "(0: any positive gain, the paper's rule)", low=0),
         Option("stability", float, 0.0, "prune only modules selected in at least this share of bootstrap "
                "resamples of the examples (0: off)", low=0, high=1),
+        Option("max_pruned", int, None, "prune at most this many modules (null: the ρ budget)", low=1,
+               nullable=True),
     )
     DRAWS = 200  # bootstrap resamples for `stability` (the share moves by ~0.03 between seeds of the resampler)
 
     def __init__(self, shape, **settings):
         super().__init__(shape, **settings)
         self._require_budget()
+        self.cap = self.budget if self.options["max_pruned"] is None else min(self.budget, self.options["max_pruned"])
         self.gains: np.ndarray | None = None  # (T, G) after round 0; -inf where unknown
         self.final: np.ndarray | None = None  # the rule's mask, asked in round 1
 
@@ -57,7 +60,7 @@ class GreedyStrategy(Strategy):
             return [Candidate(self._full(), tag="full")] + single_prunings(self.shape)
         keep = np.ones(self.n_modules, dtype=bool)
         gains = self.gains.ravel()
-        order = np.argsort(-gains, kind="stable")[: self.budget]
+        order = np.argsort(-gains, kind="stable")[: self.cap]
         keep[order[gains[order] > 0]] = False
         self.final = keep.reshape(self.shape)
         return [Candidate(self.final.copy(), tag="final")]
@@ -70,7 +73,7 @@ class GreedyStrategy(Strategy):
             if self.options["min_t"] > 0:
                 gains[gains <= self.options["min_t"] * effects.se] = -np.inf
             if self.options["stability"] > 0:
-                share = selection_frequency(outcomes[0], outcomes[1:], self.budget, self.DRAWS,
+                share = selection_frequency(outcomes[0], outcomes[1:], self.cap, self.DRAWS,
                                             np.random.default_rng(self.seed))
                 gains[share < self.options["stability"]] = -np.inf
             self.gains = gains.reshape(self.shape)
