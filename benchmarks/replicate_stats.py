@@ -77,14 +77,15 @@ def paired(runs_a: list[dict], runs_b: list[dict]) -> dict:
 
 
 def summarise(results: list[dict], reference: str = "cma16x60") -> dict:
-    """Per strategy its summary, every pair of strategies compared, and each strategy's cost relative to the
-    reference strategy's on the methods and replicates both ran."""
+    """Per strategy its summary, every pair of strategies at the same validation size (`NAME@N`) compared, and
+    each strategy's cost relative to the reference strategy's on the methods and replicates both ran."""
     strategies = sorted({r["strategy"] for r in results})
     runs = {s: [r for r in results if r["strategy"] == s] for s in strategies}
     out = {"strategies": {s: strategy_summary(runs[s]) for s in strategies}, "paired": {}}
+    size = lambda name: name.partition("@")[2]  # noqa: E731  (the ablation compares strategies at one size)
     for a in strategies:
         for b in strategies:
-            if a < b:
+            if a < b and size(a) == size(b):
                 out["paired"][f"{a} − {b}"] = paired(runs[a], runs[b])
     if reference in runs:
         ref = {(r["replicate"], r["method"]): r["cost"]["layer_examples"] for r in runs[reference]}

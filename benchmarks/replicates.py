@@ -42,6 +42,7 @@ from enmp.merging import MergeParams, method_params
 from enmp.metrics import accuracy, fitness
 from environment import machine  # benchmarks/environment.py
 from pool import PoolComputer, PoolEvaluator, PoolStore, partition, subsample, write_pool  # benchmarks/pool.py
+from replicate_plots import plot, plot_sizes  # benchmarks/replicate_plots.py
 from replicate_stats import summarise
 
 #: the six distinct searches (CoreSpace with inner TSV searches exactly what TSV does: counted once, as TSV)
@@ -109,9 +110,11 @@ class Bench:
         return parse_config(data, where="benchmarks/replicates.py", root=Path.cwd())
 
     def parts(self, replicate: int, n_val: Optional[int] = None) -> dict[str, list[np.ndarray]]:
-        """Replicate r's partition; a smaller `n_val` (the validation-size ablation) keeps the first `n_val` of
-        each class-balanced draw as validation and the same 400-per-task test split."""
-        split = [partition(ex.labels, self.n_val, replicate, t) for t, ex in enumerate(self.ws.examples["val"])]
+        """Replicate r's partition; a smaller `n_val` (the validation-size ablation) keeps a seeded `n_val` of
+        the validation draw and the same 400-per-task test split; a larger one draws on (the round-robin draw
+        extends the demo-size one: its first 150 are the same) and tests on the rest of the pool."""
+        draw = max(self.n_val, n_val or 0)
+        split = [partition(ex.labels, draw, replicate, t) for t, ex in enumerate(self.ws.examples["val"])]
         val = [v if n_val is None else subsample(v, n_val, replicate, t) for t, (v, _) in enumerate(split)]
         return {"val": val, "test": [t for _, t in split]}
 
@@ -244,34 +247,9 @@ def report(args, console: Console) -> int:
     atomic_write_json(out, {"replicates": args.replicates, "summary": summary, "runs": rows, "machine": machine(),
                             "command": " ".join(["python", "benchmarks/replicates.py", *sys.argv[1:]])})
     plot(summary, rows, out.with_suffix(".png"))
+    if any("@" in name for name in summary["strategies"]):
+        plot_sizes(summary, out.with_name(out.stem + "-by-size.png"), N_VAL)
     return 0
-
-
-def plot(summary: dict, rows: list[dict], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    names = list(summary["strategies"])
-    fig, (ax, bx) = plt.subplots(1, 2, figsize=(11, 4))
-    for i, n in enumerate(names):
-        td = summary["strategies"][n]["test_delta"]
-        ax.errorbar(i, td["mean"], yerr=[[td["mean"] - td["low"]], [td["high"] - td["mean"]]], fmt="o", capsize=4)
-        mine = [r for r in rows if r["strategy"] == n]
-        bx.scatter([r["reported"] for r in mine], [r["test_delta"] for r in mine], s=12, label=n)
-    ax.axhline(0, color="black", lw=0.8)
-    ax.set_xticks(range(len(names)), names)
-    ax.set_ylabel("test Δ (points), mean and 95 % interval")
-    ax.set_title("gain on data the search never saw")
-    lim = [min(bx.get_xlim()[0], bx.get_ylim()[0]), max(bx.get_xlim()[1], bx.get_ylim()[1])]
-    bx.plot(lim, lim, color="gray", lw=0.8, ls="--")
-    bx.set_xlabel("gain the strategy reported")
-    bx.set_ylabel("test Δ")
-    bx.set_title("reported vs measured, one point per run")
-    bx.legend(fontsize=8)
-    fig.savefig(path, dpi=120, bbox_inches="tight")
-    plt.close(fig)
 
 
 def main() -> int:
@@ -287,7 +265,8 @@ def main() -> int:
     ap.add_argument("--report", action="store_true", help="summarise the results in --results; runs nothing")
     ap.add_argument("--out", default="benchmarks/results/replicates.json")
     ap.add_argument("--val-size", type=int, default=None, help="validation examples per task (the ablation; "
-                    "default: the demo's 150); runs are named STRATEGY@N")
+                    "default: the demo's 150; above it the test split shrinks to the rest of the pool); runs are "
+                    "named STRATEGY@N")
     ap.add_argument("--threads", type=int, default=int(os.environ.get("ENMP_THREADS", "0")) or None)
     ap.add_argument("--quick", action="store_true", help="tiny synthetic model and data (a smoke check)")
     args = ap.parse_args()

@@ -115,10 +115,17 @@ def test_consensus_keeps_only_what_most_fold_searches_prune():
     ({"inner": "fast"}, "inner must be one of"),
     ({"inner": "greedy", "sigma0": 0.3}, "inner search 'greedy' takes no sigma0"),
     ({"final": "best"}, "final must be one of refit, consensus"),
+    ({"inner": "cma", "stability": 0.5}, "inner search 'cma' takes no stability"),
 ])
 def test_bad_options_are_one_clear_error(options, match):
     with pytest.raises(EnmpError, match=match):
         get_strategy("crossfit")(SHAPE, **options)
+
+
+def test_inner_greedy_defaults_are_not_forced_on_another_inner_search():
+    s = get_strategy("crossfit")(SHAPE, inner="cma")  # `stability`'s default is inner greedy's, not an error
+    assert "stability" not in s._inner_options and "mean0" in s._inner_options
+    assert get_strategy("crossfit")(SHAPE)._inner_options == {"stability": 0.8}
 
 
 def test_too_few_examples_for_the_folds_is_one_clear_error_before_anything_runs():
@@ -140,5 +147,7 @@ def test_the_estimate_after_a_passed_test_is_median_unbiased_and_covers():
         est = np.array([selected_estimate(v, se, threshold, 0.9) for v in kept])
         assert abs(np.mean(est[:, 0] <= mu) - 0.5) < 0.07
         assert abs(np.mean((est[:, 1] <= mu) & (mu <= est[:, 2])) - 0.9) < 0.05
+    value, low, high = selected_estimate(1.66, 1.0, 1.645, 0.9)  # just past the threshold: bounded, not −∞
+    assert 1.66 - 2.6 < low <= value <= high < 1.66
     value, low, high = selected_estimate(9.0, 1.0, 1.645, 0.9)
     assert value == pytest.approx(9.0, abs=1e-3) and high - value == pytest.approx(1.645, abs=1e-2)

@@ -117,3 +117,16 @@ def test_make_docs_builds_strictly_after_the_tests_in_ci():
     ci = [l.strip() for l in (ROOT / ".ci" / "run").read_text().splitlines()]
     assert ci.index("make test") < ci.index("make docs")
     assert "site/" in (ROOT / ".gitignore").read_text().split()
+
+
+def test_every_run_config_in_the_guide_is_a_valid_config(tmp_path):
+    """The YAML examples readers copy (run configs: a `base` and `tasks`) pass the config's own checks."""
+    from enmp.config import parse_config
+
+    blocks = [b for page in sorted((ROOT / "docs" / "guide").glob("*.md"))
+              for b in re.findall(r"```yaml\n(.*?)```", page.read_text(), re.S)]
+    configs = [yaml.safe_load(b) for b in blocks]
+    configs = [c for c in configs if isinstance(c, dict) and "base" in c and "tasks" in c]
+    assert any(t.get("kind") == "lm_eval" for c in configs for t in c["tasks"])  # the lm-eval recipe is among them
+    for c in configs:
+        parse_config(c, where="docs", root=tmp_path)

@@ -61,6 +61,16 @@ def load(name: str):
     return json.loads(path.read_text()) if path.is_file() else None
 
 
+def picture(name: str, alt: str) -> list[str]:
+    """A results PNG copied into the site beside the page, as a Markdown image (nothing when not produced)."""
+    path = RESULTS / name
+    if not path.is_file():
+        return []
+    with mkdocs_gen_files.open(f"results/{name}", "wb") as f:
+        f.write(path.read_bytes())
+    return ["", f"![{alt}](results/{name})"]
+
+
 def not_run(name: str, how: str) -> str:
     return (f'!!! note "Not run yet"\n    `benchmarks/results/{name}` is not in this checkout. Run `{how}` '
             "to produce it; this section is filled from it on the next build.")
@@ -75,11 +85,11 @@ def interval(s: dict, sign: bool = True) -> str:
 
 
 # ---------------------------------------------------------------- one builder per result file
-def replicates() -> str:
-    d = load("replicates.json")
+def replicates(name: str = "replicates.json") -> str:
+    d = load(name)
     if d is None:
-        return not_run("replicates.json", "python benchmarks/replicates.py --replicates 1-10 ... && "
-                                          "python benchmarks/replicates.py --report --out benchmarks/results/replicates.json")
+        return not_run(name, "python benchmarks/replicates.py --replicates 1-10 ... && "
+                             f"python benchmarks/replicates.py --report --out benchmarks/results/{name}")
     s = d["summary"]
     rows = []
     for name, x in s["strategies"].items():
@@ -107,6 +117,9 @@ def replicates() -> str:
     if m:
         out += ["", f"Machine: {m.get('cpu', '?')}, {m.get('cores', '?')} cores, Python {m.get('python', '?')}, "
                     f"torch {m.get('torch', '?')}."]
+    out += picture(name.replace(".json", ".png"), "Left: test Δ per strategy, mean and 95 % interval. Right: the "
+                   "gain each run reported against its test Δ (the dashed line is an honest report)")
+    out += picture(name.replace(".json", "-by-size.png"), "Test Δ against validation examples per task")
     if d.get("command"):
         out += ["", commands(d["command"])]
     return "\n".join(out)
@@ -251,7 +264,8 @@ def files() -> str:
     return "\n".join(f"- `benchmarks/results/{n}`" for n in names) or "(none)"
 
 
-BUILDERS = {"replicates": replicates, "quality": quality, "engine": engine, "parallel": parallel, "scale": scale,
+BUILDERS = {"replicates": replicates, "replicates-val-size": lambda: replicates("replicates-val-size.json"),
+            "quality": quality, "engine": engine, "parallel": parallel, "scale": scale,
             "llm": llm, "search-efficiency": search_efficiency, "files": files}
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from statistics import NormalDist
-from typing import Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 
@@ -72,25 +72,32 @@ def selection_frequency(full: Outcome, singles: Sequence[Outcome], budget: int, 
     return counts / draws
 
 
-def selected_estimate(observed: float, se: float, threshold: float, level: float) -> tuple[float, float, float]:
+def selected_estimate(observed: float, se: float, threshold: float, level: float,
+                      beta: Optional[float] = None) -> tuple[float, float, float]:
     """(estimate, low, high) of a normal mean μ from one observation X ~ N(μ, se²) that was acted on only
-    because it exceeded `threshold`: the conditional (truncated-normal) median-unbiased estimate and its
-    `level` interval. Reporting X itself would repeat the winner's curse at the decision: among the runs that
-    pass a test, the estimates that passed are the high ones."""
+    because it exceeded `threshold`: the hybrid median-unbiased estimate and its `level` interval (Andrews,
+    Kitagawa & McCloskey, "Inference on winners"). Reporting X itself would repeat the winner's curse at the
+    decision: among the runs that pass a test, the estimates that passed are the high ones. The purely
+    conditional (truncated-normal) estimate fixes that but runs off to −∞ as X nears the threshold; the hybrid
+    also conditions on μ lying within X ± c·se (c the two-sided 1 − β quantile, β = (1 − level)/10 by
+    default), which keeps the estimate in that range at a cost of at most β in coverage terms."""
     nd = NormalDist()
-    lowest = threshold - 8 * se  # below it the conditional law is pinned at the threshold; also keeps tails finite
+    beta = (1 - level) / 10 if beta is None else beta
+    c = nd.inv_cdf(1 - beta / 2)
+    top = nd.cdf(c)
 
     def survival(mu: float) -> float:
-        """P(X ≥ observed | X ≥ threshold; μ), increasing in μ."""
-        return nd.cdf((mu - observed) / se) / max(nd.cdf((mu - threshold) / se), 1e-300)
+        """P(X ≥ observed | threshold ≤ X, |X − μ| ≤ c·se; μ), increasing in μ on [observed ± c·se]."""
+        floor = max(threshold, mu - c * se)
+        mass = top - nd.cdf((floor - mu) / se)
+        return (top - nd.cdf((observed - mu) / se)) / mass if mass > 1e-300 else 1.0
 
     def solve(p: float) -> float:
-        lo, hi = lowest, observed + 8 * se
-        if survival(lo) >= p:
-            return lo
+        lo, hi = observed - c * se, observed + c * se
         for _ in range(80):
             mid = (lo + hi) / 2
             lo, hi = (mid, hi) if survival(mid) < p else (lo, mid)
         return (lo + hi) / 2
 
-    return solve(0.5), solve((1 - level) / 2), solve((1 + level) / 2)
+    alpha = 1 - level / (1 - beta)  # conditional on the projection event (probability ≥ 1 − β): overall ≥ `level`
+    return solve(0.5), solve(alpha / 2), solve(1 - alpha / 2)
