@@ -34,10 +34,13 @@ def plot_sizes(summary: dict, path: Path, full_size: int) -> None:
         points.sort(key=lambda p: p[0])
         x = np.array([n for n, _ in points], dtype=float) * (1 + 0.03 * i)  # a small offset keeps bars apart
         mean = np.array([td["mean"] for _, td in points])
-        err = [mean - [td["low"] for _, td in points], [td["high"] for _, td in points] - mean]
+        low = np.array([np.nan if td["low"] is None else td["low"] for _, td in points])
+        high = np.array([np.nan if td["high"] is None else td["high"] for _, td in points])
+        err = np.nan_to_num([mean - low, high - mean])  # no bar where there were too few runs
         ax.errorbar(x, mean, yerr=err, fmt="o-", capsize=4, label=base)
     ax.axhline(0, color="black", lw=0.8)
     ax.set_xscale("log")
+    ax.minorticks_off()  # only the measured sizes are labelled
     ax.set_xticks(sorted({n for pts in lines.values() for n, _ in pts}), [str(n) for n in
                   sorted({n for pts in lines.values() for n, _ in pts})])
     ax.set_xlabel("validation examples per task")
@@ -54,7 +57,8 @@ def plot(summary: dict, rows: list[dict], path: Path) -> None:
     fig, (ax, bx) = plt.subplots(1, 2, figsize=(11, 4))
     for i, n in enumerate(names):
         td = summary["strategies"][n]["test_delta"]
-        ax.errorbar(i, td["mean"], yerr=[[td["mean"] - td["low"]], [td["high"] - td["mean"]]], fmt="o", capsize=4)
+        bar = None if td["low"] is None else [[td["mean"] - td["low"]], [td["high"] - td["mean"]]]
+        ax.errorbar(i, td["mean"], yerr=bar, fmt="o", capsize=4)
         mine = [r for r in rows if r["strategy"] == n]
         bx.scatter([r["reported"] for r in mine], [r["test_delta"] for r in mine], s=12, label=n)
     ax.axhline(0, color="black", lw=0.8)

@@ -9,7 +9,7 @@ replacement within each method and keeps every method's share fixed.
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Iterable, Optional, Sequence
 
 import numpy as np
 
@@ -18,13 +18,17 @@ LOSS = -0.5  # a run "loses" when its test Δ is below this (the safety target's
 
 
 def stratified_interval(values: dict[str, Sequence[float]], stat: Callable[[np.ndarray], float] = np.mean,
-                        level: float = 0.95, seed: int = 0) -> tuple[float, float, float]:
-    """(statistic of all values, low, high): percentile bootstrap resampling within each stratum."""
+                        level: float = 0.95, seed: int = 0) -> tuple[float, Optional[float], Optional[float]]:
+    """(statistic of all values, low, high): percentile bootstrap resampling within each stratum. A stratum
+    of one run has no spread to resample, so the interval would be falsely narrow: then low and high are
+    None (too few runs for an interval)."""
     rng = np.random.default_rng(seed)
     groups = [np.asarray(v, dtype=float) for v in values.values() if len(v)]
     if not groups:
-        return float("nan"), float("nan"), float("nan")
+        return float("nan"), None, None
     whole = float(stat(np.concatenate(groups)))
+    if any(len(g) < 2 for g in groups):
+        return whole, None, None
     draws = np.empty(B)
     for b in range(B):
         draws[b] = stat(np.concatenate([g[rng.integers(0, len(g), len(g))] for g in groups]))
@@ -73,7 +77,7 @@ def paired(runs_a: list[dict], runs_b: list[dict]) -> dict:
     flat = np.concatenate([np.asarray(v) for v in diffs.values()])
     return {"pairs": len(pairs), "mean": mean, "low": lo, "high": hi,
             "sd": float(flat.std(ddof=1)) if len(flat) > 1 else None,
-            "win": bool(lo > 0), "loss": bool(hi < 0)}
+            "win": lo is not None and lo > 0, "loss": hi is not None and hi < 0}
 
 
 def summarise(results: list[dict], reference: str = "cma16x60") -> dict:

@@ -211,6 +211,13 @@ def run(args, console: Console) -> int:
     return 0
 
 
+def interval(s: dict) -> str:
+    """mean [low, high], or the mean alone when there were too few runs for an interval."""
+    if s["low"] is None:
+        return f"{s['mean']:+.2f} (too few runs for an interval)"
+    return f"{s['mean']:+.2f} [{s['low']:+.2f}, {s['high']:+.2f}]"
+
+
 def report(args, console: Console) -> int:
     rows = [r for r in load_results(Path(args.results)) if r["replicate"] in set(replicate_list(args.replicates))]
     if args.methods:
@@ -228,8 +235,7 @@ def report(args, console: Console) -> int:
     for name, s in summary["strategies"].items():
         td, lo, rm = s["test_delta"], s["share_below"], s["reported_minus_test"]
         cov = s.get("coverage")
-        table.add_row(name, str(s["runs"]), f"{td['mean']:+.2f} [{td['low']:+.2f}, {td['high']:+.2f}]",
-                      f"{lo['mean']:.0%}", f"{rm['mean']:+.2f} [{rm['low']:+.2f}, {rm['high']:+.2f}]",
+        table.add_row(name, str(s["runs"]), interval(td), f"{lo['mean']:.0%}", interval(rm),
                       "—" if cov is None else f"{cov['mean']:.0%}", f"{s['layer_examples']:.3g}",
                       f"{s['cost_vs_reference']:.2f}" if "cost_vs_reference" in s else "—", f"{s['pruned']:.1f}",
                       str(s["kept_full"]))
@@ -239,8 +245,9 @@ def report(args, console: Console) -> int:
         pairs.add_column(col, justify="right")
     for key, p in summary["paired"].items():
         if p["pairs"]:
-            verdict = "A better" if p["win"] else "B better" if p["loss"] else "no difference shown"
-            pairs.add_row(key, str(p["pairs"]), f"{p['mean']:+.2f} [{p['low']:+.2f}, {p['high']:+.2f}]",
+            verdict = ("too few runs" if p["low"] is None else "A better" if p["win"] else "B better" if p["loss"]
+                       else "no difference shown")
+            pairs.add_row(key, str(p["pairs"]), interval(p),
                           f"{p['sd']:.2f}" if p["sd"] is not None else "—", verdict)
     console.print(pairs)
     out = Path(args.out)

@@ -317,6 +317,8 @@ def main() -> int:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"popsize": args.popsize, "generations": args.generations, "rank": args.rank,
+                               "hidden": args.hidden, "val_samples": args.val_samples,
+                               "command": " ".join(["python", "benchmarks/scale.py", *sys.argv[1:]]),
                                "settings": rows}, indent=2) + "\n")
     return 0
 

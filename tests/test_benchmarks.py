@@ -209,3 +209,23 @@ def test_replicate_benchmark_quick_runs_resumes_and_reports(tmp_path):
     assert "coverage" in s and "coverage" not in summary["strategies"]["greedy"]  # greedy reports no interval
     assert summary["paired"]["crossfit − greedy"]["pairs"] == 4
     assert (tmp_path / "rep.png").is_file()
+
+
+def test_replicate_intervals_need_two_runs_in_every_method_and_pairs_compare_one_size():
+    """A method with one run has no spread to resample: no interval (it would be falsely narrow), no verdict.
+    The validation-size ablation's strategies are compared at one size only."""
+    stats = bench_module("replicate_stats.py")
+    mean, low, high = stats.stratified_interval({"ta": [1.0, 2.0], "tsv": [0.5]})
+    assert mean == pytest.approx(3.5 / 3) and low is None and high is None
+    mean, low, high = stats.stratified_interval({"ta": [1.0, 2.0, 4.0], "tsv": [0.5, 0.0]})
+    assert low < mean < high
+
+    def run(strategy, replicate, method, delta):
+        return {"strategy": strategy, "replicate": replicate, "method": method, "test_delta": delta,
+                "reported": delta, "interval": None, "cost": {"layer_examples": 1.0}, "pruned": 1}
+
+    runs = [run(s, r, "ta", d) for s in ("a", "b", "a@16", "b@16") for r, d in ((1, 0.0), (2, 1.0))]
+    summary = stats.summarise(runs)
+    assert set(summary["paired"]) == {"a − b", "a@16 − b@16"}
+    one = stats.summarise([run("a", 1, "ta", 1.0), run("b", 1, "ta", 0.0)])["paired"]["a − b"]
+    assert one["pairs"] == 1 and one["low"] is None and not one["win"] and not one["loss"]

@@ -81,6 +81,8 @@ def mean_sd(s: dict, digits: int = 2, sign: bool = True) -> str:
 
 
 def interval(s: dict, sign: bool = True) -> str:
+    if s.get("low") is None:  # a stratum with one run: no spread to resample
+        return f"{num(s['mean'], 2, sign)} (too few runs for an interval)"
     return f"{num(s['mean'], 2, sign)} [{num(s['low'], 2, sign)}, {num(s['high'], 2, sign)}]"
 
 
@@ -108,7 +110,8 @@ def replicates(name: str = "replicates.json") -> str:
                for name, x in s["strategies"].items()]
         out += ["", "Mean test Δ per merge method (runs):", "", table(["strategy", *methods], per)]
     pairs = [[k, p["pairs"], interval(p), num(p.get("sd")),
-              "A better" if p.get("win") else "B better" if p.get("loss") else "no difference shown"]
+              "too few runs" if p.get("low") is None else "A better" if p.get("win") else "B better" if p.get("loss")
+              else "no difference shown"]
              for k, p in s.get("paired", {}).items() if p.get("pairs")]
     if pairs:
         out += ["", "Paired differences of test Δ (same replicate and method):", "",
@@ -184,6 +187,7 @@ def scale() -> str:
     if d is None:
         return not_run("scale.json", "python benchmarks/scale.py")
     rows = []
+    remeasured = any(s.get("measured") for s in d["settings"])  # rows re-run after the rest (an older file)
     for s in d["settings"]:
         own = [f"h {s['hidden']}"] if s.get("hidden", d["hidden"]) != d["hidden"] else []
         own += [f"{s['val_samples']} ex."] if s.get("val_samples", d["val_samples"]) != d["val_samples"] else []
@@ -194,17 +198,20 @@ def scale() -> str:
                      num(s["ask_tell_over_forward"] + s["decode_over_forward"], 3), pct(s["merge_cache_hit_rate"]),
                      num(s.get("adapters_load_s")), num(s["lora_factors_mb"], 1),
                      f"{s['merge_cache_mb'] + s['prefix_cache_mb']:.0f}", f"{s['peak_rss_mb']:,.0f}",
-                     "diagonal" if s["es"].startswith("diagonal") else "full", "yes" if s.get("measured") else ""])
+                     "diagonal" if s["es"].startswith("diagonal") else "full"]
+                    + (["yes" if s.get("measured") else ""] if remeasured else []))
     out = [f"Tiny random Llama models (hidden {d['hidden']}, LoRA rank {d['rank']}, {d['val_samples']} validation "
            f"examples per task unless the row says otherwise), population {d['popsize']} × {d['generations']} "
            "generations.", "",
            table(["T", "L", "grouping", "modules", "forward s / gen", "overhead / fwd", "merge + patch", "prefix",
                   "journal", "ask/tell + decode", "merge-cache hits", "adapter load s", "LoRA MB", "caches MB",
-                  "peak RSS MB", "CMA-ES", "re-measured"], rows)]
+                  "peak RSS MB", "CMA-ES"] + (["re-measured"] if remeasured else []), rows)]
     if d.get("note"):
         out += ["", f"Note recorded with the file: {d['note']}."]
     measured = sorted({s["measured"] for s in d["settings"] if s.get("measured")})
     out += [f"Re-measured rows: {m}." for m in measured]
+    if d.get("command"):
+        out += ["", commands(d["command"])]
     return "\n".join(out)
 
 

@@ -39,7 +39,7 @@ BASE_METHODS = {
 
 @dataclass(frozen=True)
 class DemoSettings:
-    """Sizes chosen to fit the budget on 2 CPU cores (first run ≤ 15 min, re-run ≤ 6 min)."""
+    """Sizes chosen for a budget of minutes on 2 CPU cores (the experts are trained once, then cached)."""
 
     #: the methods the demo merges and searches (λ tuned on validation for each); the other methods' merges and
     #: searches are `make bench`'s (benchmarks/quality.py): all seven do not fit the re-run budget
@@ -205,16 +205,20 @@ def run_demo(out: Path, cache: Path, quick: bool = False, console: Optional[Cons
         print_report(report, console)
         dump = report.model_dump(mode="json")
         rows[method].update(enmp=dump["enmp"], random=dump["random"], pruned=dump["pruned"],
-                            seconds=report.seconds, evaluations=report.evaluations)
+                            expected_gain=dump["expected_gain"], seconds=report.seconds,
+                            evaluations=report.evaluations)
     table = Table(title="test mean normalized accuracy (%) — base merge vs + ENMP vs + random pruning",
                   title_justify="left")
-    for col in ("method", "λ", "base merge", "+ ENMP", "Δ", "+ random (mean ± std)", "pruned", "search s"):
+    for col in ("method", "λ", "base merge", "+ ENMP", "Δ", "expected (90 % interval)", "+ random (mean ± std)",
+                "pruned", "search s"):
         table.add_column(col, justify="right")
     for method, r in rows.items():
         base, e = r["base"]["test"]["mean_normalized"], r["enmp"]["test"]["mean_normalized"]
-        rnd = r["random"]["test"]
+        rnd, g = (r["random"] or {}).get("test"), r["expected_gain"]
         table.add_row(method, f"{r['lam']}", f"{base:.2f}", f"{e:.2f}", f"{e - base:+.2f}",
-                      f"{rnd['mean_normalized']:.2f} ± {rnd['std']:.2f}", str(len(r["pruned"])), f"{r['seconds']:.0f}")
+                      "—" if g is None else f"{g['value']:+.2f} [{g['low']:+.2f}, {g['high']:+.2f}]",
+                      "—" if rnd is None else f"{rnd['mean_normalized']:.2f} ± {rnd['std']:.2f}",
+                      str(len(r["pruned"])), f"{r['seconds']:.0f}")
     console.rule("[bold]summary")
     console.print(table)
     others = [m for m in BASE_METHODS if m not in s.searched]

@@ -13,8 +13,9 @@ from ..scoring.evaluator import Evaluator
 
 def random_baseline(random: Strategy, ev: Evaluator, expert: dict, repeats: int) -> Optional[dict]:
     """`repeats` masks of the `random` strategy (pruning as many modules as the search's answer): the mean of
-    their scores per split, and the spread of their fitness."""
-    if repeats == 0:
+    their scores per split, and the spread of their fitness. None when the search pruned nothing (there is
+    no sparsity to compare at)."""
+    if repeats == 0 or random.n_prune == 0:
         return None
     masks = random.sample(repeats)
     out = {"n_pruned": random.n_prune, "repeats": repeats}
