@@ -87,11 +87,11 @@ def interval(s: dict, sign: bool = True) -> str:
 
 
 # ---------------------------------------------------------------- one builder per result file
-def replicates(name: str = "replicates.json") -> str:
-    d = load(name)
+def replicates(file: str = "replicates.json") -> str:
+    d = load(file)
     if d is None:
-        return not_run(name, "python benchmarks/replicates.py --replicates 1-10 ... && "
-                             f"python benchmarks/replicates.py --report --out benchmarks/results/{name}")
+        return not_run(file, "python benchmarks/replicates.py --replicates 1-10 ... && "
+                             f"python benchmarks/replicates.py --report --out benchmarks/results/{file}")
     s = d["summary"]
     rows = []
     for name, x in s["strategies"].items():
@@ -120,9 +120,9 @@ def replicates(name: str = "replicates.json") -> str:
     if m:
         out += ["", f"Machine: {m.get('cpu', '?')}, {m.get('cores', '?')} cores, Python {m.get('python', '?')}, "
                     f"torch {m.get('torch', '?')}."]
-    out += picture(name.replace(".json", ".png"), "Left: test Δ per strategy, mean and 95 % interval. Right: the "
+    out += picture(file.replace(".json", ".png"), "Left: test Δ per strategy, mean and 95 % interval. Right: the "
                    "gain each run reported against its test Δ (the dashed line is an honest report)")
-    out += picture(name.replace(".json", "-by-size.png"), "Test Δ against validation examples per task")
+    out += picture(file.replace(".json", "-by-size.png"), "Test Δ against validation examples per task")
     if d.get("command"):
         out += ["", commands(d["command"])]
     return "\n".join(out)
@@ -272,6 +272,7 @@ def files() -> str:
 
 
 BUILDERS = {"replicates": replicates, "replicates-val-size": lambda: replicates("replicates-val-size.json"),
+            "replicates-order": lambda: replicates("replicates-order.json"),
             "quality": quality, "engine": engine, "parallel": parallel, "scale": scale,
             "llm": llm, "search-efficiency": search_efficiency, "files": files}
 
