@@ -220,8 +220,8 @@ def interval(s: dict) -> str:
 
 def report(args, console: Console) -> int:
     rows = [r for r in load_results(Path(args.results)) if r["replicate"] in set(replicate_list(args.replicates))]
-    if args.methods:
-        rows = [r for r in rows if r["method"] in args.methods.split(",")]
+    methods = args.methods.split(",") if args.methods else METHODS  # other merges (e.g. knots_atp) when named
+    rows = [r for r in rows if r["method"] in methods]
     if args.strategies:
         rows = [r for r in rows if r["strategy"] in args.strategies.split(",")]
     if not rows:
@@ -262,7 +262,8 @@ def report(args, console: Console) -> int:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--replicates", default="1-10", help="e.g. 1-10 (target) or 101-110 (development)")
-    ap.add_argument("--methods", default=None, help=f"default: {','.join(METHODS)}; also {', '.join(sorted(set(MERGES) - set(METHODS)))}")
+    ap.add_argument("--methods", default=None, help=f"default (runs and --report): {','.join(METHODS)}; also "
+                    f"{', '.join(sorted(set(MERGES) - set(METHODS)))}")
     ap.add_argument("--strategies", default=None, help=f"names: {', '.join(STRATEGIES)} or --variant ones")
     ap.add_argument("--variant", action="append", help='NAME=JSON search settings, e.g. '
                     '\'xf3={"strategy": "crossfit", "options": {"folds": 3}}\'')
