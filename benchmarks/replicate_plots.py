@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+
 def pyplot():
     import matplotlib
 
@@ -41,8 +42,8 @@ def plot_sizes(summary: dict, path: Path, full_size: int) -> None:
     ax.axhline(0, color="black", lw=0.8)
     ax.set_xscale("log")
     ax.minorticks_off()  # only the measured sizes are labelled
-    ax.set_xticks(sorted({n for pts in lines.values() for n, _ in pts}), [str(n) for n in
-                  sorted({n for pts in lines.values() for n, _ in pts})])
+    sizes = sorted({n for pts in lines.values() for n, _ in pts})
+    ax.set_xticks(sizes, [str(n) for n in sizes])
     ax.set_xlabel("validation examples per task")
     ax.set_ylabel("test Δ (points), mean and 95 % interval")
     ax.set_title("how much labelled data the search needs")

@@ -77,7 +77,14 @@ def paired(runs_a: list[dict], runs_b: list[dict]) -> dict:
     flat = np.concatenate([np.asarray(v) for v in diffs.values()])
     return {"pairs": len(pairs), "mean": mean, "low": lo, "high": hi,
             "sd": float(flat.std(ddof=1)) if len(flat) > 1 else None,
-            "win": lo is not None and lo > 0, "loss": hi is not None and hi < 0}
+            "win": lo is not None and lo > 0, "loss": hi is not None and hi < 0, "verdict": verdict(lo, hi)}
+
+
+def verdict(low: Optional[float], high: Optional[float]) -> str:
+    """What a paired interval of A − B shows (the table's and the docs page's words)."""
+    if low is None:
+        return "too few runs"
+    return "A better" if low > 0 else "B better" if high < 0 else "no difference shown"
 
 
 def summarise(results: list[dict], reference: str = "cma16x60") -> dict:

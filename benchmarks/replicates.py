@@ -245,10 +245,8 @@ def report(args, console: Console) -> int:
         pairs.add_column(col, justify="right")
     for key, p in summary["paired"].items():
         if p["pairs"]:
-            verdict = ("too few runs" if p["low"] is None else "A better" if p["win"] else "B better" if p["loss"]
-                       else "no difference shown")
             pairs.add_row(key, str(p["pairs"]), interval(p),
-                          f"{p['sd']:.2f}" if p["sd"] is not None else "—", verdict)
+                          f"{p['sd']:.2f}" if p["sd"] is not None else "—", p["verdict"])
     console.print(pairs)
     out = Path(args.out)
     atomic_write_json(out, {"replicates": args.replicates, "summary": summary, "runs": rows, "machine": machine(),

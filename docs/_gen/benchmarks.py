@@ -109,9 +109,7 @@ def replicates(file: str = "replicates.json") -> str:
                                 if m in x.get("per_method", {}) else "—" for m in methods]
                for name, x in s["strategies"].items()]
         out += ["", "Mean test Δ per merge method (runs):", "", table(["strategy", *methods], per)]
-    pairs = [[k, p["pairs"], interval(p), num(p.get("sd")),
-              "too few runs" if p.get("low") is None else "A better" if p.get("win") else "B better" if p.get("loss")
-              else "no difference shown"]
+    pairs = [[k, p["pairs"], interval(p), num(p.get("sd")), p["verdict"]]
              for k, p in s.get("paired", {}).items() if p.get("pairs")]
     if pairs:
         out += ["", "Paired differences of test Δ (same replicate and method):", "",

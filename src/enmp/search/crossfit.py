@@ -20,6 +20,7 @@ prune (no further search) — else the full merge, and the report says why. The 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from statistics import NormalDist
 from typing import Optional
@@ -32,7 +33,7 @@ from ..options import Option, Options
 from .base import Candidate, Decision, Estimate, Strategy, ValidationData, get_strategy, register
 from .evidence import Evidence, paired_difference
 from .effects import selected_estimate
-from .greedy import single_prunings
+from .greedy import GreedyStrategy, single_prunings
 from .outcome import Outcome, Subset, check_fold_sizes
 from .pycma import calibrated_mean0
 
@@ -42,6 +43,15 @@ INNER = ("cma", "stepwise", "greedy", "cmawm", "random")
 #: and each fold's search reads its part (the engine serves a subset of examples it has already scored)
 FROM_SINGLES = ("greedy", "stepwise")
 LEVEL = 0.9  # the two-sided level of the reported interval
+#: greedy's own options that crossfit passes on to an inner greedy search, with crossfit's defaults where they
+#: differ (declared once, by greedy: types, ranges and help come from there)
+INNER_GREEDY = {"min_t": 0.0, "stability": 0.8, "max_pruned": None}
+
+
+def _inner_greedy_option(name: str) -> Option:
+    own = GreedyStrategy.OPTIONS[name]
+    return dataclasses.replace(own, default=INNER_GREEDY[name], help=f"inner greedy only: {own.help}")
+
 
 OPTIONS = Options(
     Option("folds", int, 5, "cross-fitting folds: each inner search sees all but one", low=2),
@@ -53,12 +63,7 @@ OPTIONS = Options(
            "examples) or consensus (modules most fold masks prune)", choices=("refit", "consensus")),
     Option("sigma0", float, None, "σ0 of an inner CMA-ES (null: the inner strategy's own)", low=0, low_open=True,
            nullable=True),
-    Option("min_t", float, 0.0, "inner greedy only: prune only modules whose gain alone is above this many paired "
-           "standard errors", low=0),
-    Option("stability", float, 0.8, "inner greedy only: prune only modules selected in at least this share of "
-           "bootstrap resamples of the training examples (0: off)", low=0, high=1),
-    Option("max_pruned", int, None, "inner greedy only: prune at most this many modules (null: the ρ budget)",
-           low=1, nullable=True),
+    *(_inner_greedy_option(name) for name in INNER_GREEDY),
     Option("start_pruned", float, 2.0, "inner cma only: it starts where a candidate prunes this many modules on "
            "average (null: the paper's mean −1)", low=0, low_open=True, nullable=True),
 )
@@ -98,7 +103,7 @@ class CrossFitStrategy(Strategy):
             raise EnmpError(f"inner search '{o['inner']}' takes no sigma0", where="search.options.sigma0",
                             fix="leave sigma0 unset (null) for this inner search")
         out = {} if o["sigma0"] is None else {"sigma0": o["sigma0"]}
-        for name in ("min_t", "stability", "max_pruned"):
+        for name in INNER_GREEDY:
             if o[name] and (name in declared or name in self._given):
                 if name not in declared:
                     raise EnmpError(f"inner search '{o['inner']}' takes no {name}", where=f"search.options.{name}",
