@@ -7,8 +7,9 @@ all in one run on the demo model and tasks:
   (b) engine — one live model patched in place, merge cache warm after a first generation;
   (c) forward — one plain forward pass of the model over the same (pre-tokenised) validation data.
 The three are timed interleaved, mask by mask (medians), so a machine whose load drifts affects all alike.
-Prints engine/forward, naive/engine and rebuild/patch (the naive path's copy + merge + tokenise time over
-the engine's merge + patch time: the part the engine replaces) per method, checks (a) and (b) give the
+Prints engine/forward, merge+patch/forward (the engine's own merge work per candidate), naive/engine and
+rebuild/patch (the naive path's copy + merge + tokenise time over the engine's merge + patch time: the part
+the engine replaces) per method, checks (a) and (b) give the
 same fitness, and writes benchmarks/results/engine.json.
 Usage: python benchmarks/engine.py [--masks N] [--naive N] [--methods ta,ties] [--synthetic]
 (--synthetic: a tiny random model instead of the demo cache, to check the benchmark runs; times mean nothing)
@@ -153,20 +154,24 @@ def main() -> int:
                          "same_fitness": same, "peak_rss_mb": peak_rss_mb(), "engine_s": engine_s,
                          "naive_s": naive_s, "forward_s": forward_s, "engine_patch_s": patch_s,
                          "naive_rebuild_s": rebuild_s, "rebuild_over_patch": rebuild_s / max(patch_s, 1e-9),
-                         "naive_masks": n_naive}
+                         "merge_patch_over_forward": patch_s / forward_s, "naive_masks": n_naive}
         rows.append(name)
-        console.log(f"{name}: engine/forward {engine_s / forward_s:.3f}, naive/engine {naive_s / engine_s:.2f}, "
+        console.log(f"{name}: engine/forward {engine_s / forward_s:.3f}, "
+                    f"merge+patch/forward {patch_s / forward_s:.3f}, naive/engine {naive_s / engine_s:.2f}, "
                     f"rebuild/patch {rebuild_s / max(patch_s, 1e-9):.1f}, same fitness {same}")
     table = Table(title=f"engine benchmark — {len(masks)} distinct candidate masks per method")
-    for col in ("method", "engine/forward", "naive/engine", "rebuild/patch", "same fitness", "peak RSS MB"):
+    for col in ("method", "engine/forward", "merge+patch/forward", "naive/engine", "rebuild/patch", "same fitness",
+                "peak RSS MB"):
         table.add_column(col, justify="right")
     for name in rows:
         r = results[name]
-        table.add_row(name, f"{r['engine_over_forward']:.3f}", f"{r['naive_over_engine']:.2f}",
+        table.add_row(name, f"{r['engine_over_forward']:.3f}", f"{r['merge_patch_over_forward']:.3f}",
+                      f"{r['naive_over_engine']:.2f}",
                       f"{r['rebuild_over_patch']:.1f}", str(r["same_fitness"]), f"{r['peak_rss_mb']:.0f}")
     console.print(table)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({"masks": len(masks), "methods": results},
+    command = " ".join(["python", "benchmarks/engine.py", *sys.argv[1:]])
+    Path(args.out).write_text(json.dumps({"masks": len(masks), "methods": results, "command": command},
                                          indent=2) + "\n")
     return 0 if all(r["same_fitness"] for r in results.values()) else 1
 

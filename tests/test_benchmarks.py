@@ -137,6 +137,7 @@ def test_final_choice_cuts_only_a_held_out_round(tmp_path):
     row = {"keep": "11;11", "n_pruned": 0, "cached": False, "fitness": 50.0, "error": None}
     for gen, tag in ((1, ""), (2, "final")):  # a racing round, then the held-out one
         j.append([{**row, "generation": gen, **({"tag": tag} if tag else {})}], {"generation": gen, "elapsed": float(gen)})
+    j.flush()
     assert cut_final_round(tmp_path)
     cut = Journal.load(tmp_path)
     assert cut.generation == 1 and [e["generation"] for e in cut.evaluations] == [1] and cut.seconds == 1.0

@@ -65,6 +65,25 @@ def test_patch_matches_fresh_merge_and_restores_exactly(ws, name):
         assert torch.equal(p.detach(), b)
 
 
+@pytest.mark.parametrize("budget_mb, once", [(64, True), (0, False)])
+def test_per_task_steps_run_once_per_task_and_matrix(ws, monkeypatch, budget_mb, once):
+    """DARE's drop and TIES' trim of one task's update do not depend on the kept set: the patcher keeps each
+    (task, matrix) result in the merge cache (bit for bit what a fresh merge gives: the test above), so many
+    candidates run it once; without a cache budget every merge runs it again."""
+    from enmp.merging import dare
+
+    calls = []
+    trim = dare.trim_top_k
+    monkeypatch.setattr(dare, "trim_top_k", lambda x, pct: calls.append(1) or trim(x, pct))
+    patcher = LivePatcher(ws.model, ws.adapters, ws.groups, "layer", MergeCache(budget_mb))
+    params = resolved("dare_ties", METHODS["dare_ties"])
+    for keep in _masks((len(ws.tasks), len(ws.groups)), 6):  # the full mask first: every task in every matrix
+        patcher.apply(keep, "dare_ties", params)
+    patcher.restore()
+    every = len(ws.tasks) * len(patcher.targets)
+    assert (len(calls) == every) if once else (len(calls) > 2 * every)
+
+
 def test_all_pruned_layer_is_bit_identical_to_base(ws):
     patcher = LivePatcher(ws.model, ws.adapters, ws.groups, "layer")
     base = _snapshot(patcher)

@@ -20,6 +20,7 @@ from safetensors.torch import load_file
 from enmp.cli.main import main
 from enmp.config import load_config
 from enmp.engine.scoring.local import LocalEvaluator
+from enmp.engine.run import journal as journal_module
 from enmp.engine.run.journal import Journal
 from enmp.engine.run.run_report import RunReport
 from enmp.api import run_search
@@ -215,6 +216,7 @@ def _lines(path: Path) -> list[dict]:
 
 @pytest.mark.parametrize("strategy", ["cma", "cmawm", "fast", "random", "greedy", "none"])
 def test_resume_after_kill_between_append_and_commit(tmp_path, monkeypatch, strategy):
+    monkeypatch.setattr(journal_module, "COMMIT_EVERY_S", 0.0)  # every round committed on its own
     cfg_path = make_run(tmp_path, "bert", n_val=12, n_test=12, generations=4, popsize=4, strategy=strategy)
     seen = []  # (inode, bytes) of evaluations.jsonl and size of journal.json as each commit begins
 
@@ -254,6 +256,42 @@ def test_resume_after_kill_between_append_and_commit(tmp_path, monkeypatch, stra
                for k in ("pruned", "enmp", "random", "evaluations", "forward_evaluations"))
     assert (run / "model/model.safetensors").read_bytes() == (tmp_path / "ref/model/model.safetensors").read_bytes()
     assert not list((run / "state").glob("*.pkl"))
+
+
+def test_fast_rounds_share_commits_and_a_kill_redoes_the_uncommitted_ones(tmp_path, monkeypatch):
+    """Rounds faster than COMMIT_EVERY_S are committed together; a kill before their commit loses them (the logs'
+    tail is cut), and the resumed run does them again with the very same results."""
+    cfg_path = make_run(tmp_path, "bert", n_val=12, n_test=12, generations=5, popsize=4)
+    monkeypatch.setattr(journal_module, "COMMIT_EVERY_S", 3600.0)
+    commits = []
+    with monkeypatch.context() as m:
+        _commit_hook(m, lambda j: commits.append(j.generation))
+        ref = run_search(load_config(cfg_path), tmp_path / "ref", show_progress=False, print_table=False)
+    assert commits == [0, 5]  # the start, then one commit for the five rounds when the search ended
+    assert Journal.load(tmp_path / "ref").generation == 5
+
+    run = tmp_path / "run"
+    append = Journal.append
+
+    def append_then_die(self, *args):
+        append(self, *args)
+        if self.generation == 3:
+            raise _Killed
+
+    def commit_dies(j):  # a kill gives no chance to commit: only the start's commit lands
+        if j.generation:
+            raise _Killed
+
+    with monkeypatch.context() as m, pytest.raises(_Killed):
+        m.setattr(Journal, "append", append_then_die)
+        _commit_hook(m, commit_dies)
+        run_search(load_config(cfg_path), run, show_progress=False, print_table=False)
+    assert len(_lines(run / "history.jsonl")) == 3 and Journal.load(run).generation == 0  # appended, cut at load
+    assert _cli(["search", "--resume", str(run)]) == 0
+    assert (run / "evaluations.jsonl").read_bytes() == (tmp_path / "ref/evaluations.jsonl").read_bytes()
+    assert (run / "mask.json").read_bytes() == (tmp_path / "ref/mask.json").read_bytes()
+    got = RunReport.load(run)
+    assert all(getattr(got, k) == getattr(ref, k) for k in ("pruned", "enmp", "cost", "evaluations"))
 
 
 def _tamper(path: Path, generation: int, pattern: str, change) -> None:

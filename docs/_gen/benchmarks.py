@@ -165,11 +165,13 @@ def engine() -> str:
     d = load("engine.json")
     if d is None:
         return not_run("engine.json", "python benchmarks/engine.py")
-    rows = [[f"`{k}`", num(m["engine_over_forward"]), num(m["naive_over_engine"]), num(m["rebuild_over_patch"], 1),
+    rows = [[f"`{k}`", num(m["engine_over_forward"]), num(m.get("merge_patch_over_forward"), 3),
+             num(m["naive_over_engine"]), num(m["rebuild_over_patch"], 1),
              "yes" if m["same_fitness"] else "**no**", f"{m['peak_rss_mb']:.0f}"] for k, m in d["methods"].items()]
-    return (f"{d['masks']} distinct masks per method.\n\n"
-            + table(["method", "engine / forward", "naive / engine", "rebuild / patch", "same fitness",
-                     "peak RSS MB"], rows))
+    return "\n".join([f"{d['masks']} distinct masks per method.", "",
+                      table(["method", "engine / forward", "merge + patch / forward", "naive / engine",
+                             "rebuild / patch", "same fitness", "peak RSS MB"], rows),
+                      *(["", commands(d["command"])] if d.get("command") else [])])
 
 
 def parallel() -> str:

@@ -21,13 +21,21 @@ class TaskDelta:
     A: torch.Tensor  # r × d_in
     scale: float
     seed_key: str = ""
-    _scaled: dict = field(default_factory=dict, init=False, repr=False)  # dtype → scale · B, made once
+    _scaled: dict = field(default_factory=dict, init=False, repr=False)  # dtype → (scale · B, A), made once
 
     def scaled_B(self, dtype: torch.dtype = torch.float32) -> torch.Tensor:
         """scale · B in `dtype`, computed once: a merge of many tasks would otherwise redo it per candidate."""
-        if dtype not in self._scaled:
-            self._scaled[dtype] = self.B.to(dtype) * self.scale
-        return self._scaled[dtype]
+        return self._factors(dtype)[0]
+
+    def A_as(self, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """A in `dtype`, made once (even a no-op `.to` costs a microsecond, per task and matrix of each merge)."""
+        return self._factors(dtype)[1]
+
+    def _factors(self, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        got = self._scaled.get(dtype)
+        if got is None:
+            got = self._scaled[dtype] = (self.B.to(dtype) * self.scale, self.A.to(dtype))
+        return got
 
     @property
     def shape(self) -> tuple[int, int]:

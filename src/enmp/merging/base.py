@@ -5,6 +5,9 @@ updates of one weight matrix to one dense float32 update ΔW (d_out × d_in). It
 Prune-then-align: callers pass only kept tasks; an empty list must give exactly zeros. A method that declares
 `order` (params.ORDER) also accepts ``kept=``: given every task's updates and the kept indices it builds its
 shared basis from all of them and merges only the kept ones (align-then-prune, see `registry.merge_kept`).
+A method whose tasks each go through a step of their own first (TIES' trim, DARE's drop) declares that step as
+`per_task`; its `fn` then combines the steps' results, and a caller that merges many kept sets may compute each
+(task, matrix) result once (`merge_kept(..., per_task_cache=...)`).
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from __future__ import annotations
 import hashlib
 from functools import cached_property
 from dataclasses import FrozenInstanceError, dataclass
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Optional, Sequence
 
 import torch
 
@@ -20,7 +23,7 @@ from ..adapters.types import TaskDelta
 from ..options import Options
 from .params import COMMON
 
-__all__ = ["MergeFn", "MergeMethod", "MergeParams", "TaskDelta", "stable_seed"]
+__all__ = ["MergeFn", "MergeMethod", "MergeParams", "PerTaskCache", "PerTaskFn", "TaskDelta", "stable_seed"]
 
 
 class MergeParams:
@@ -69,6 +72,8 @@ class MergeParams:
 
 
 MergeFn = Callable[..., torch.Tensor]  # fn(deltas, params) (+ kept=... for methods that declare `order`)
+PerTaskFn = Callable[[TaskDelta, "MergeParams"], torch.Tensor]  # one task's update on its own (trim, drop)
+PerTaskCache = Callable[[int, Callable[[], torch.Tensor]], torch.Tensor]  # (task index, compute) → its result
 
 
 @dataclass(frozen=True)
@@ -81,9 +86,10 @@ class MergeMethod:
     """
 
     name: str
-    fn: MergeFn
+    fn: MergeFn  # with `per_task`: fn(per-task results, params)
     description: str
     params: Options
+    per_task: Optional[PerTaskFn] = None
 
     def __post_init__(self):
         nullable = [o.name for o in self.params.values() if o.nullable]
@@ -103,6 +109,18 @@ class MergeMethod:
     @property
     def uses(self) -> frozenset[str]:
         return frozenset(self.params)
+
+    def combine(self, deltas: Sequence[TaskDelta], params: "MergeParams", *, tasks: Sequence[int] = (),
+                cache: Optional[PerTaskCache] = None) -> torch.Tensor:
+        """`fn` on these updates, after the method's per-task step when it declares one; with `cache`, each
+        step's result is `cache(task index, compute)` (`tasks`: the updates' indices among all tasks), so a
+        caller merging many kept sets runs each (task, matrix) step once, bit for bit the same."""
+        step = self.per_task
+        if step is None:
+            return self.fn(deltas, params)
+        if cache is None:
+            return self.fn([step(d, params) for d in deltas], params)
+        return self.fn([cache(t, lambda d=d: step(d, params)) for t, d in zip(tasks, deltas, strict=True)], params)
 
     @property
     def inner_choices(self) -> tuple[str, ...]:

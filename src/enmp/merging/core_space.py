@@ -8,15 +8,12 @@ import torch
 
 from ..options import Options
 from .base import MergeMethod, MergeParams, TaskDelta
-from .iso_c import iso_c
+from . import iso_c, ta, ties, tsv
 from .linalg import thin_svd
 from .params import LAM, ORDER, TOP_K, inner
-from .ta import task_arithmetic
-from .ties import ties
-from .tsv import tsv
 
 #: the inner methods CoreSpace can run on the cores (the paper: TSV for NLP, TSV + Iso-C for vision)
-INNER_METHODS = {"tsv": tsv, "ta": task_arithmetic, "ties": ties, "iso_c": iso_c}
+INNER_METHODS = {m.name: m for m in (tsv.METHOD, ta.METHOD, ties.METHOD, iso_c.METHOD)}
 
 
 def core_space(deltas: Sequence[TaskDelta], params: MergeParams,
@@ -38,7 +35,7 @@ def core_space(deltas: Sequence[TaskDelta], params: MergeParams,
     cores = [TaskDelta(B=(U_ref.T @ d.B.to(torch.float64)) @ (d.A.to(torch.float64) @ V_ref) * d.scale,
                        A=identity, scale=1.0, seed_key=d.seed_key) for d in members]
     core_params = params.replace(lam=1.0, inner=None, iso=False)
-    merged_core = INNER_METHODS[params.inner](cores, core_params).to(torch.float64)
+    merged_core = INNER_METHODS[params.inner].combine(cores, core_params).to(torch.float64)
     return (params.lam * (U_ref @ merged_core @ V_ref.T)).to(torch.float32)
 
 

@@ -8,14 +8,14 @@ checked once, here, against its declaration.
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
 import torch
 
 from ..errors import EnmpError, NumericalError
 from ..options import Options
 from . import core_space, dare, iso_c, knots, ta, ties, tsv
-from .base import MergeMethod, MergeParams, TaskDelta
+from .base import MergeMethod, MergeParams, PerTaskCache, TaskDelta
 from .iso_c import flatten_spectrum
 from .params import ALIGN_THEN_PRUNE, COMMON, where
 
@@ -112,8 +112,21 @@ def resolved(method: str, params: MergeParams | Mapping[str, Any]) -> MergeParam
     A programmatic record may serve several methods: values only other methods read are dropped (see
     `_readable`), so resolved records of equal merges are equal.
     """
+    key = (method, params.cache_key()) if isinstance(params, MergeParams) else None
+    info, hit = _resolved.get(key, (None, None))
+    if hit is not None and info is METHODS.get(method):  # the same declaration (tests register their own)
+        return hit
     values = params.to_dict() if isinstance(params, MergeParams) else dict(params)
-    return method_params(method, **_readable(get_method(method), values))
+    out = method_params(method, **_readable(get_method(method), values))
+    if key is not None:
+        if len(_resolved) >= 1024:  # a λ sweep makes a few dozen; bound a long-lived process anyway
+            _resolved.clear()
+        _resolved[key] = (METHODS[method], out)
+    return out
+
+
+# every merge resolves its params: a search's thousands of merges reuse one answer
+_resolved: dict[tuple, tuple[MergeMethod, MergeParams]] = {}
 
 
 def describe_defaults(method: str) -> str:
@@ -129,29 +142,32 @@ def merge(method: str, deltas: Sequence[TaskDelta], params: MergeParams,
     kept tasks', so align-then-prune cannot be computed here: it is refused, use `merge_kept`.
     """
     params = resolved(method, params)
-    if getattr(params, "order", None) == ALIGN_THEN_PRUNE:
+    if vars(params).get("order") == ALIGN_THEN_PRUNE:  # getattr would build an AttributeError message
         raise EnmpError(f"merge method '{method}' with order align_then_prune needs every task's update, not only "
                         "the kept ones", where="enmp.merging.merge",
                         fix="call merge_kept(method, all_deltas, kept, params, shape)")
-    return _finish(method, params, lambda: get_method(method).fn(deltas, params), deltas, shape)
+    return _finish(method, params, lambda: get_method(method).combine(deltas, params), deltas, shape)
 
 
 def merge_kept(method: str, deltas: Sequence[TaskDelta], kept: Sequence[int], params: MergeParams,
-               shape: tuple[int, int]) -> torch.Tensor:
+               shape: tuple[int, int], per_task_cache: Optional[PerTaskCache] = None) -> torch.Tensor:
     """Merge one matrix given every task's update (`deltas`, in task order) and the kept task indices.
 
     The entry point that is right for every method and order: prune-then-align (every method's default)
     merges only the kept updates, exactly as `merge` does; align-then-prune (KnOTS, CoreSpace) hands the
     method all updates and `kept`, so its shared basis comes from every task and the pruned tasks'
     aligned components are dropped before the inner merge. No kept task gives exactly zeros.
+    `per_task_cache(task index, compute)` may hold the method's per-task step (`MergeMethod.per_task`) of these
+    `deltas` across calls (the caller keys it by matrix and params): the result is bit for bit the same.
     """
     params = resolved(method, params)
     kept = [int(i) for i in kept]
-    if getattr(params, "order", None) == ALIGN_THEN_PRUNE:
-        compute = lambda: get_method(method).fn(deltas, params, kept=kept)  # noqa: E731
+    info, kept_deltas = get_method(method), [deltas[i] for i in kept]
+    if vars(params).get("order") == ALIGN_THEN_PRUNE:  # getattr would build an AttributeError message
+        compute = lambda: info.fn(deltas, params, kept=kept)  # noqa: E731
     else:
-        compute = lambda: get_method(method).fn([deltas[i] for i in kept], params)  # noqa: E731
-    return _finish(method, params, compute, [deltas[i] for i in kept], shape)
+        compute = lambda: info.combine(kept_deltas, params, tasks=kept, cache=per_task_cache)  # noqa: E731
+    return _finish(method, params, compute, kept_deltas, shape)
 
 
 def _finish(method: str, params: MergeParams, compute, kept_deltas: Sequence[TaskDelta],

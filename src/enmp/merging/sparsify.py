@@ -47,10 +47,15 @@ def disjoint_mean(stack: torch.Tensor, sign: torch.Tensor) -> torch.Tensor:
     return total / count
 
 
+def ties_combine(trimmed: Sequence[torch.Tensor]) -> torch.Tensor:
+    """TIES after the trim: elect signs, disjoint mean."""
+    stack = torch.stack(list(trimmed))
+    return disjoint_mean(stack, elect_sign(stack))
+
+
 def ties_merge(dense: Sequence[torch.Tensor], top_k: float) -> torch.Tensor:
     """TIES without λ: trim each tensor, elect signs, disjoint mean."""
-    stack = torch.stack([trim_top_k(x, top_k) for x in dense])
-    return disjoint_mean(stack, elect_sign(stack))
+    return ties_combine([trim_top_k(x, top_k) for x in dense])
 
 
 def dare_drop(x: torch.Tensor, p: float, seed: int, key: str) -> torch.Tensor:

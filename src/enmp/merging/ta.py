@@ -15,7 +15,7 @@ def stacked_factors(deltas: Sequence[TaskDelta],
                     dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
     """[s_1 B_1 … s_K B_K] and [A_1; …; A_K]: their product is Σ_t ΔW_t, whatever the ranks."""
     B = torch.cat([d.scaled_B(dtype) for d in deltas], dim=1)
-    A = torch.cat([d.A.to(dtype) for d in deltas], dim=0)
+    A = torch.cat([d.A_as(dtype) for d in deltas], dim=0)
     return B, A
 
 

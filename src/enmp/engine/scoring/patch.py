@@ -49,25 +49,33 @@ class LivePatcher:
                 raise EnmpError(f"model parameter for {t.weight} has shape {tuple(p.shape)}, adapters expect "
                                 f"{t.shape}")
         self.base = [p.detach().clone() for p in self.params]
+        # a float32 weight on the CPU takes base + ΔW in one kernel, written straight into it
+        self._add_in_place = [p.dtype == torch.float32 and p.device.type == "cpu" for p in self.params]
         self._applied: list[tuple] = [()] * len(self.targets)  # () = base weight
         self.rewrites = 0
-        self._last: Optional[tuple] = None  # (spec, keep) the weights hold: later jobs of a candidate skip the loop
+        # (spec, keep, its bytes) the weights hold: the later jobs of a candidate skip the loop
+        self._last: Optional[tuple] = None
         self._signature: Optional[list] = None
 
-    def delta(self, i: int, kept: tuple[int, ...], method: str, params: MergeParams) -> torch.Tensor:
+    def delta(self, i: int, kept: tuple[int, ...], method: str, params: MergeParams,
+              params_key: Optional[tuple] = None) -> torch.Tensor:
         target = self.targets[i]
-        key = (target.weight, kept, method, params.cache_key())
+        params_key = params.cache_key() if params_key is None else params_key
+        spec = (method, params_key)
+
+        def per_task(task: int, compute) -> torch.Tensor:  # a method's own per-task step (trim, drop), kept once
+            return self.cache.get_or_compute((target.weight, task, spec), compute)
 
         # Merge math runs on the CPU in float32/float64 whatever the eval device and dtype.
-        return self.cache.get_or_compute(
-            key, lambda: merge_kept(method, self.adapters.deltas(target), kept, params, target.shape))
+        return self.cache.get_or_compute((target.weight, kept, *spec), lambda: merge_kept(
+            method, self.adapters.deltas(target), kept, params, target.shape, per_task_cache=per_task))
 
     def layer_signature(self, n_layers: int) -> list[tuple]:
         """What each layer position currently holds (its matrices' kept sets and merge spec)."""
         if self._signature is None or len(self._signature) != n_layers:
             if self._last is None:
                 raise RuntimeError("no complete patch applied: the layers' contents are unknown")
-            spec, keep = self._last
+            spec, keep, _ = self._last
             self._signature = layer_signature([t.layer for t in self.targets], self.group_index, keep, spec, n_layers)
         return self._signature
 
@@ -77,8 +85,11 @@ class LivePatcher:
 
         `params` are taken as given (the evaluator resolved them once); `merge` fills a default inner method.
         """
-        spec = (method, params.cache_key())
-        if self._last is not None and self._last[0] == spec and np.array_equal(self._last[1], keep):
+        params_key = params.cache_key()
+        spec = (method, params_key)
+        keep_bytes = keep.tobytes()  # every task of a candidate asks again: a bytes compare is the cheapest check
+        if self._last is not None and self._last[0] == spec and self._last[2] == keep_bytes \
+                and self._last[1].shape == keep.shape:
             return 0
         self._last = self._signature = None  # until the loop completes (a failed merge leaves it half-applied)
         changed = 0
@@ -89,14 +100,17 @@ class LivePatcher:
             if state == self._applied[i]:
                 continue
             if kept:
-                d = self.delta(i, kept, method, params).to(param.device)
-                param.copy_((self.base[i].to(torch.float32) + d).to(param.dtype))
+                d = self.delta(i, kept, method, params, params_key)
+                if self._add_in_place[i]:
+                    torch.add(self.base[i], d, out=param.data)
+                else:
+                    param.copy_((self.base[i].to(torch.float32) + d.to(param.device)).to(param.dtype))
             else:
                 param.copy_(self.base[i])
             self._applied[i] = state
             changed += 1
         self.rewrites += changed
-        self._last = (spec, keep.copy())
+        self._last = (spec, keep.copy(), keep_bytes)
         return changed
 
     @torch.no_grad()
