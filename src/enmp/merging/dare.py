@@ -9,7 +9,8 @@ import torch
 from ..options import Options
 from .base import MergeMethod, MergeParams, TaskDelta
 from .params import DROP_RATE, LAM, SEED, TOP_K
-from .sparsify import dare_drop, ties_combine, trim_top_k
+from .sparsify import dare_drop, trim_top_k
+from .ties import ties
 
 
 def dropped(delta: TaskDelta, params: MergeParams) -> torch.Tensor:
@@ -25,13 +26,10 @@ def dare_ta(updates: Sequence[torch.Tensor], params: MergeParams) -> torch.Tenso
     return params.lam * torch.stack(list(updates)).sum(0)
 
 
-def dare_ties(updates: Sequence[torch.Tensor], params: MergeParams) -> torch.Tensor:
-    return params.lam * ties_combine(updates)
-
-
 # p 0.1 and top-k 80 are the paper's NLP setting (Table 6)
 DARE_TA = MergeMethod("dare", dare_ta, "DARE then Task Arithmetic (DARE-TA)",
                       params=Options(LAM, DROP_RATE.with_default(0.1), SEED), per_task=dropped)
-DARE_TIES = MergeMethod("dare_ties", dare_ties, "DARE then TIES (the paper's 'DARE' rows)",
+# after the per-task drop and trim, DARE-TIES combines exactly as TIES does
+DARE_TIES = MergeMethod("dare_ties", ties, "DARE then TIES (the paper's 'DARE' rows)",
                         params=Options(LAM, TOP_K.with_default(80.0), DROP_RATE.with_default(0.1), SEED),
                         per_task=dropped_and_trimmed)

@@ -75,6 +75,12 @@ class Journal:
         if self.pending:
             self.commit()
 
+    def __enter__(self) -> "Journal":
+        return self
+
+    def __exit__(self, *exc) -> None:  # what finished is kept, also when the search is interrupted
+        self.flush()
+
     def commit(self) -> None:
         """Make every appended round durable: the logs first, then the record that says how far they count."""
         for name in LOGS.values():

@@ -72,40 +72,37 @@ def search(strategy: Strategy, ev: Evaluator, j: Journal, data: ValidationData, 
     best_key = None
     with Progress(TextColumn("[bold]search"), BarColumn(), MofNCompleteColumn(),
                   TextColumn("best {task.fields[best]:.2f} · evals {task.fields[evals]}"),
-                  TimeElapsedColumn(), console=console, disable=not show_progress) as bar:
+                  TimeElapsedColumn(), console=console, disable=not show_progress) as bar, j:  # j: flushes at exit
         task = bar.add_task("gen", total=strategy.n_generations, best=strategy.best_fitness, evals=0)
-        try:
-            while not strategy.done:
-                cands = strategy.ask()
-                gen += 1
-                replay = gen <= j.generation
-                if replay:
-                    rows = logged.get(gen, [])
-                    if [(r["keep"], r["examples"]) for r in rows] != _asked(cands):
-                        raise j.mismatch(gen, "the candidate masks differ")
-                    outcomes = replay_round(ev, cands, rows, j.expert["val"])
-                else:
-                    rows, outcomes = evaluate_round(ev, cands, gen)
-                strategy.tell(cands, outcomes)
-                n_evals += len(rows)
-                n_forward += sum(not r["cached"] for r in rows)
-                line = history_line(gen, strategy, rows, n_evals, n_forward)
-                best = strategy.best.mask if strategy.best is not None else full
-                if replay and any(j.history[gen - 1].get(k) != v for k, v in line.items()):
-                    raise j.mismatch(gen, "its history line disagrees with the logged outcomes")
-                if not replay:
-                    line["elapsed"] = time.perf_counter() - started
-                    spent = ev.search_cost.to_json()
-                    line["cost"] = {k: logged_cost.get(k, 0) + spent[k] for k in spent}
-                    if track_test:
-                        prev = j.history[-1].get("best_test_fitness") if j.history else None
-                        line["best_test_fitness"] = (ev.evaluate(best, "test").fitness
-                                                     if keep_to_str(best) != best_key or prev is None else prev)
-                    j.append(rows, line)
-                best_key = keep_to_str(best)
-                bar.update(task, completed=gen, best=strategy.best_fitness, evals=n_evals)
-        finally:  # what finished is kept, also when the search is interrupted
-            j.flush()
+        while not strategy.done:
+            cands = strategy.ask()
+            gen += 1
+            replay = gen <= j.generation
+            if replay:
+                rows = logged.get(gen, [])
+                if [(r["keep"], r["examples"]) for r in rows] != _asked(cands):
+                    raise j.mismatch(gen, "the candidate masks differ")
+                outcomes = replay_round(ev, cands, rows, j.expert["val"])
+            else:
+                rows, outcomes = evaluate_round(ev, cands, gen)
+            strategy.tell(cands, outcomes)
+            n_evals += len(rows)
+            n_forward += sum(not r["cached"] for r in rows)
+            line = history_line(gen, strategy, rows, n_evals, n_forward)
+            best = strategy.best.mask if strategy.best is not None else full
+            if replay and any(j.history[gen - 1].get(k) != v for k, v in line.items()):
+                raise j.mismatch(gen, "its history line disagrees with the logged outcomes")
+            if not replay:
+                line["elapsed"] = time.perf_counter() - started
+                spent = ev.search_cost.to_json()
+                line["cost"] = {k: logged_cost.get(k, 0) + spent[k] for k in spent}
+                if track_test:
+                    prev = j.history[-1].get("best_test_fitness") if j.history else None
+                    line["best_test_fitness"] = (ev.evaluate(best, "test").fitness
+                                                 if keep_to_str(best) != best_key or prev is None else prev)
+                j.append(rows, line)
+            best_key = keep_to_str(best)
+            bar.update(task, completed=gen, best=strategy.best_fitness, evals=n_evals)
     if gen < j.generation:
         raise j.mismatch(gen, f"the journal has {j.generation} generations, the search {gen}")
     return strategy.decide(full_val.fitness)

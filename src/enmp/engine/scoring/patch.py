@@ -57,11 +57,9 @@ class LivePatcher:
         self._last: Optional[tuple] = None
         self._signature: Optional[list] = None
 
-    def delta(self, i: int, kept: tuple[int, ...], method: str, params: MergeParams,
-              params_key: Optional[tuple] = None) -> torch.Tensor:
-        target = self.targets[i]
-        params_key = params.cache_key() if params_key is None else params_key
-        spec = (method, params_key)
+    def delta(self, i: int, kept: tuple[int, ...], params: MergeParams, spec: tuple) -> torch.Tensor:
+        """The merged ΔW of matrix i for `kept`; `spec` = (method, params.cache_key())."""
+        target, method = self.targets[i], spec[0]
 
         def per_task(task: int, compute) -> torch.Tensor:  # a method's own per-task step (trim, drop), kept once
             return self.cache.get_or_compute((target.weight, task, spec), compute)
@@ -85,8 +83,7 @@ class LivePatcher:
 
         `params` are taken as given (the evaluator resolved them once); `merge` fills a default inner method.
         """
-        params_key = params.cache_key()
-        spec = (method, params_key)
+        spec = (method, params.cache_key())
         keep_bytes = keep.tobytes()  # every task of a candidate asks again: a bytes compare is the cheapest check
         if self._last is not None and self._last[0] == spec and self._last[2] == keep_bytes \
                 and self._last[1].shape == keep.shape:
@@ -100,7 +97,7 @@ class LivePatcher:
             if state == self._applied[i]:
                 continue
             if kept:
-                d = self.delta(i, kept, method, params, params_key)
+                d = self.delta(i, kept, params, spec)
                 if self._add_in_place[i]:
                     torch.add(self.base[i], d, out=param.data)
                 else:
